@@ -1,0 +1,26 @@
+"""bnlib: the helper package of "Batch Normalization, hands-on".
+
+Modules, one idea each:
+- functional: numpy references mirroring torch.nn.functional (forward and backward)
+- nn: torch.nn normalization modules from scratch, state_dict-compatible with PyTorch's
+- gradcheck: numeric gradients and relative error
+- data: scikit-learn's bundled digits with a fixed split (no downloads)
+- plots: the course's matplotlib style and plot helpers
+"""
+
+import random
+
+import numpy as np
+
+__all__ = ["seed_everything", "__version__"]
+__version__ = "0.1.0"
+
+
+def seed_everything(seed=0):
+    """Seed Python's, numpy's and torch's generators, so a notebook prints the same every run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    import torch  # imported here: the numpy parts of bnlib work without loading torch
+
+    torch.manual_seed(seed)
+    return seed

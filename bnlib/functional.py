@@ -1,0 +1,375 @@
+"""Numpy references for torch.nn.functional's normalizations, forward and backward.
+
+The four normalizations differ in one thing only: which axes share a mean and a variance.
+`normalize` says that once; `batch_norm`, `layer_norm`, `instance_norm` and `group_norm` are thin
+views of it with PyTorch's names, argument order, defaults and semantics, including updating the
+running arrays in place (NB: the course's exercises return new arrays instead).
+
+Conventions, as PyTorch's (torch/nn/functional.py, aten's CPU kernels):
+- statistics accumulate in float64; outputs keep the input's dtype;
+- normalization uses the biased variance (divide by m), running_var stores the unbiased one
+  (divide by m - 1), Ioffe & Szegedy 2015 Alg. 2;
+- running = (1 - momentum) * running + momentum * batch_statistic.
+
+Shape legend: N batch, C channels, D features, G groups, * spatial (L, H, W, ...).
+References: Ioffe & Szegedy 2015 (arXiv 1502.03167), Ba et al. 2016 (arXiv 1607.06450),
+Ulyanov et al. 2016 (arXiv 1607.08022), Wu & He 2018 (arXiv 1803.08494).
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+__all__ = [
+    "normalize",
+    "normalize_backward",
+    "batch_norm",
+    "layer_norm",
+    "instance_norm",
+    "group_norm",
+    "batch_norm_backward",
+    "layer_norm_backward",
+    "group_norm_backward",
+]
+
+
+# --- the one core --------------------------------------------------------------------------------
+
+
+def normalize(x, axes, eps=1e-5):
+    """Standardize over `axes`: xhat = (x - mean) / sqrt(var + eps), statistics in float64.
+
+    x: any shape; axes: tuple of the axes that share one mean and one variance.
+    Returns (xhat, mean, var): xhat in float64 with x's shape; mean and var (biased, 1/m) with
+    keepdims, so they broadcast against x.
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    mean = x64.mean(axis=axes, keepdims=True)
+    xc = x64 - mean
+    # Two passes (mean first, then the mean of squared deviations) stay exact for inputs with a
+    # large offset and a tiny spread, where E[x^2] - E[x]^2 cancels catastrophically.
+    var = np.mean(np.square(xc), axis=axes, keepdims=True)
+    xc *= 1.0 / np.sqrt(var + eps)
+    return xc, mean, var
+
+
+def normalize_backward(grad_xhat, xhat, var, axes, eps=1e-5):
+    """Gradient of the loss with respect to x through xhat = normalize(x, axes, eps).
+
+    Closed form (Ioffe & Szegedy 2015 §3, simplified), with m values per group and means over
+    `axes`:  dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps).
+    The two subtracted terms are what the mean and the variance contribute, because both depend
+    on every x in the group.
+    grad_xhat, xhat: x's shape; var: the keepdims variance from `normalize`. Returns float64.
+    """
+    g = np.asarray(grad_xhat, dtype=np.float64)
+    mean_g = g.mean(axis=axes, keepdims=True)
+    mean_gx = np.mean(g * xhat, axis=axes, keepdims=True)
+    return (g - mean_g - xhat * mean_gx) / np.sqrt(var + eps)
+
+
+# --- input validation ----------------------------------------------------------------------------
+
+
+def _float_array(fn, name, value):
+    a = np.asarray(value)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"{fn}: {name} must be a floating-point array, got dtype {a.dtype}")
+    return a
+
+
+def _input(fn, input, min_rank):
+    x = _float_array(fn, "input", input)
+    if x.ndim < min_rank:
+        raise ValueError(
+            f"{fn}: expected input with at least {min_rank} dimensions, got shape {x.shape}"
+        )
+    return x
+
+
+def _per_channel(fn, name, value, shape, *, running=False):
+    """Check an optional weight, bias or running array against the shape it must have."""
+    if value is None:
+        return None
+    if running and not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{fn}: {name} must be a numpy array (it is updated in place), "
+            f"got {type(value).__name__}"
+        )
+    a = _float_array(fn, name, value)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+def _channel_view(a, ndim):
+    """(C,) -> (1, C, 1, ..., 1), to broadcast against an (N, C, *) input."""
+    return a.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _affine(xhat, weight, bias, shape):
+    y = xhat
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def _update_running(running_mean, running_var, mean, var_biased, count, momentum):
+    """running = (1 - momentum) * running + momentum * batch, with the unbiased variance stored."""
+    if running_mean is not None:
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+    if running_var is not None:
+        # NB: Bessel's correction m / (m - 1) here only; the normalization itself used 1/m.
+        running_var[...] = (1 - momentum) * running_var + momentum * var_biased * count / (
+            count - 1
+        )
+
+
+# --- forward -------------------------------------------------------------------------------------
+
+
+def batch_norm(
+    input,
+    running_mean,
+    running_var,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+):
+    """Batch normalization: y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c.
+
+    Per channel c, statistics over (N, *): the batch's when training (and then running_mean and
+    running_var, if given, are updated IN PLACE with the unbiased variance), the running ones in
+    evaluation.
+    input: (N, C, *); running_mean, running_var: (C,) numpy arrays or None (None only when
+    training); weight, bias: (C,) or None.
+    Returns y, input's shape and dtype.
+    Ioffe & Szegedy 2015, Alg. 1 (training) and Alg. 2 (inference).
+    """
+    fn = "batch_norm"
+    x = _input(fn, input, 2)
+    C = x.shape[1]
+    running_mean = _per_channel(fn, "running_mean", running_mean, (C,), running=True)
+    running_var = _per_channel(fn, "running_var", running_var, (C,), running=True)
+    weight = _per_channel(fn, "weight", weight, (C,))
+    bias = _per_channel(fn, "bias", bias, (C,))
+    axes = (0,) + tuple(range(2, x.ndim))  # every axis but C
+    if training:
+        count = x.size // C if C else 0
+        if count == 1:
+            raise ValueError(
+                f"{fn}: expected more than 1 value per channel when training, got input of shape "
+                f"{x.shape}; a batch of one has no spread to normalize by (use eval mode, or a "
+                "batch-independent norm such as layer_norm or group_norm)"
+            )
+        xhat, mean, var = normalize(x, axes, eps)
+        _update_running(running_mean, running_var, mean.ravel(), var.ravel(), count, momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{fn}: running_mean and running_var are required when training=False")
+        mean = _channel_view(running_mean.astype(np.float64), x.ndim)
+        var = _channel_view(running_var.astype(np.float64), x.ndim)
+        xhat = (x.astype(np.float64) - mean) / np.sqrt(var + eps)
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    return _affine(xhat, weight, bias, shape).astype(x.dtype, copy=False)
+
+
+def _normalized_axes(fn, x, normalized_shape):
+    if isinstance(normalized_shape, int | np.integer):
+        normalized_shape = (int(normalized_shape),)
+    normalized_shape = tuple(int(d) for d in normalized_shape)
+    k = len(normalized_shape)
+    if k == 0 or x.ndim < k or x.shape[x.ndim - k :] != normalized_shape:
+        raise ValueError(
+            f"{fn}: normalized_shape={normalized_shape} must match the last dimensions of the "
+            f"input, got input of shape {x.shape}"
+        )
+    return normalized_shape, tuple(range(x.ndim - k, x.ndim))
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalization: y = (x - mean) / sqrt(var + eps) * weight + bias.
+
+    Per sample, statistics over the last len(normalized_shape) axes; the same at train and test.
+    input: (*, *normalized_shape); weight, bias: normalized_shape or None.
+    Returns y, input's shape and dtype.
+    Ba et al. 2016, arXiv 1607.06450.
+    """
+    fn = "layer_norm"
+    x = _input(fn, input, 1)
+    normalized_shape, axes = _normalized_axes(fn, x, normalized_shape)
+    weight = _per_channel(fn, "weight", weight, normalized_shape)
+    bias = _per_channel(fn, "bias", bias, normalized_shape)
+    xhat, _, _ = normalize(x, axes, eps)
+    return _affine(xhat, weight, bias, normalized_shape).astype(x.dtype, copy=False)
+
+
+def instance_norm(
+    input,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+):
+    """Instance normalization: y = (x - mean_nc) / sqrt(var_nc + eps) * weight_c + bias_c.
+
+    Per sample and channel, statistics over the spatial axes (*). With use_input_stats and
+    running arrays given, they are updated IN PLACE with the batch average of the per-instance
+    statistics; with use_input_stats=False the running statistics are used instead.
+    input: (N, C, *); running_mean, running_var, weight, bias: (C,) or None.
+    Returns y, input's shape and dtype.
+    Ulyanov et al. 2016, arXiv 1607.08022.
+    """
+    fn = "instance_norm"
+    x = _input(fn, input, 2)
+    C = x.shape[1]
+    running_mean = _per_channel(fn, "running_mean", running_mean, (C,), running=True)
+    running_var = _per_channel(fn, "running_var", running_var, (C,), running=True)
+    weight = _per_channel(fn, "weight", weight, (C,))
+    bias = _per_channel(fn, "bias", bias, (C,))
+    axes = tuple(range(2, x.ndim))  # the spatial axes
+    if use_input_stats:
+        count = prod(x.shape[2:])
+        if count == 1:
+            raise ValueError(
+                f"{fn}: expected more than 1 spatial element when training, got input of shape "
+                f"{x.shape}"
+            )
+        xhat, mean, var = normalize(x, axes, eps)
+        _update_running(  # (N, C, 1, ...) -> (C,): the batch average of per-instance statistics
+            running_mean,
+            running_var,
+            mean.reshape(x.shape[:2]).mean(axis=0),
+            var.reshape(x.shape[:2]).mean(axis=0),
+            count,
+            momentum,
+        )
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                f"{fn}: running_mean and running_var are required when use_input_stats=False"
+            )
+        mean = _channel_view(running_mean.astype(np.float64), x.ndim)
+        var = _channel_view(running_var.astype(np.float64), x.ndim)
+        xhat = (x.astype(np.float64) - mean) / np.sqrt(var + eps)
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    return _affine(xhat, weight, bias, shape).astype(x.dtype, copy=False)
+
+
+def _groups(fn, x, num_groups):
+    C = x.shape[1]
+    G = int(num_groups)
+    if G <= 0 or C % G:
+        raise ValueError(f"{fn}: num_groups={G} must divide the {C} channels of input {x.shape}")
+    return G
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group normalization: y = (x - mean_ng) / sqrt(var_ng + eps) * weight_c + bias_c.
+
+    Per sample, statistics over (C/G, *) for each of the G groups of consecutive channels.
+    G = 1 is layer norm over (C, *); G = C is instance norm.
+    input: (N, C, *); num_groups divides C; weight, bias: (C,) or None.
+    Returns y, input's shape and dtype.
+    Wu & He 2018, arXiv 1803.08494.
+    """
+    fn = "group_norm"
+    x = _input(fn, input, 2)
+    N, C = x.shape[:2]
+    G = _groups(fn, x, num_groups)
+    weight = _per_channel(fn, "weight", weight, (C,))
+    bias = _per_channel(fn, "bias", bias, (C,))
+    xhat, _, _ = normalize(x.reshape(N, G, -1), (2,), eps)  # (N, G, C/G * prod(*))
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    return _affine(xhat.reshape(x.shape), weight, bias, shape).astype(x.dtype, copy=False)
+
+
+# --- backward (training mode: the statistics are the batch's own) --------------------------------
+
+
+def _param_grads(dy, xhat, axes, weight):
+    """grad_weight = sum(dy * xhat), grad_bias = sum(dy) over `axes`; None without an affine."""
+    if weight is None:
+        return None, None
+    return (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def _grad_output(fn, grad_output, x):
+    dy = _float_array(fn, "grad_output", grad_output)
+    if dy.shape != x.shape:
+        raise ValueError(f"{fn}: grad_output must have the input's shape {x.shape}, got {dy.shape}")
+    return dy.astype(np.float64, copy=False)
+
+
+def batch_norm_backward(grad_output, input, weight=None, eps=1e-5):
+    """Gradients of batch_norm(..., training=True) with respect to input, weight and bias.
+
+    input, grad_output: (N, C, *); weight: (C,) or None.
+    Returns (grad_input, grad_weight, grad_bias): input's shape, (C,), (C,); the last two are None
+    when weight is None (no affine).
+    """
+    fn = "batch_norm_backward"
+    x = _input(fn, input, 2)
+    C = x.shape[1]
+    weight = _per_channel(fn, "weight", weight, (C,))
+    dy = _grad_output(fn, grad_output, x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    xhat, _, var = normalize(x, axes, eps)
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    dxhat = dy if weight is None else dy * weight.reshape(shape)
+    dx = normalize_backward(dxhat, xhat, var, axes, eps)
+    dw, db = _param_grads(dy, xhat, axes, weight)
+    return _cast(dx, x.dtype), _cast(dw, x.dtype), _cast(db, x.dtype)
+
+
+def layer_norm_backward(grad_output, input, normalized_shape, weight=None, eps=1e-5):
+    """Gradients of layer_norm with respect to input, weight and bias.
+
+    input, grad_output: (*, *normalized_shape); weight: normalized_shape or None.
+    Returns (grad_input, grad_weight, grad_bias), None for the last two when weight is None.
+    """
+    fn = "layer_norm_backward"
+    x = _input(fn, input, 1)
+    normalized_shape, axes = _normalized_axes(fn, x, normalized_shape)
+    weight = _per_channel(fn, "weight", weight, normalized_shape)
+    dy = _grad_output(fn, grad_output, x)
+    xhat, _, var = normalize(x, axes, eps)
+    dxhat = dy if weight is None else dy * weight
+    dx = normalize_backward(dxhat, xhat, var, axes, eps)
+    batch_axes = tuple(range(x.ndim - len(normalized_shape)))
+    dw, db = _param_grads(dy, xhat, batch_axes, weight)
+    return _cast(dx, x.dtype), _cast(dw, x.dtype), _cast(db, x.dtype)
+
+
+def group_norm_backward(grad_output, input, num_groups, weight=None, eps=1e-5):
+    """Gradients of group_norm with respect to input, weight and bias.
+
+    input, grad_output: (N, C, *); weight: (C,) or None.
+    Returns (grad_input, grad_weight, grad_bias), None for the last two when weight is None.
+    """
+    fn = "group_norm_backward"
+    x = _input(fn, input, 2)
+    N, C = x.shape[:2]
+    G = _groups(fn, x, num_groups)
+    weight = _per_channel(fn, "weight", weight, (C,))
+    dy = _grad_output(fn, grad_output, x)
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    xhat, _, var = normalize(x.reshape(N, G, -1), (2,), eps)  # (N, G, C/G * prod(*))
+    dxhat = dy if weight is None else dy * weight.reshape(shape)
+    dx = normalize_backward(dxhat.reshape(N, G, -1), xhat, var, (2,), eps).reshape(x.shape)
+    channel_axes = (0,) + tuple(range(2, x.ndim))
+    dw, db = _param_grads(dy, xhat.reshape(x.shape), channel_axes, weight)
+    return _cast(dx, x.dtype), _cast(dw, x.dtype), _cast(db, x.dtype)
+
+
+def _cast(a, dtype):
+    return None if a is None else a.astype(dtype, copy=False)

@@ -1,0 +1,321 @@
+"""torch.nn normalization modules written from scratch with plain tensor ops.
+
+Autograd does the backward. Constructor signatures, defaults, parameter and buffer names are
+torch.nn's, so `load_state_dict` works in both directions with torch.nn.BatchNorm1d/2d,
+LayerNorm, GroupNorm and InstanceNorm2d. Statistics are computed in float64 (as PyTorch's CPU
+kernels accumulate them) and the output keeps the input's dtype.
+
+Shape legend: N batch, C channels, D features, G groups, L length, H, W spatial.
+Reference: torch/nn/modules/batchnorm.py, instancenorm.py, normalization.py.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import torch
+from torch import nn
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d", "normalize"]
+
+
+def normalize(x, dims, eps):
+    """xhat = (x - mean) / sqrt(var + eps) over `dims`, in float64; var is the biased one.
+
+    Returns (xhat, mean, var), mean and var with keepdim=True.
+    """
+    x64 = x.double()
+    mean = x64.mean(dim=dims, keepdim=True)
+    var = (x64 - mean).square().mean(dim=dims, keepdim=True)
+    return (x64 - mean) * torch.rsqrt(var + eps), mean, var
+
+
+def _channel_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.dim() - 2)  # (1, C, 1, ...) broadcasts over (N, C, *)
+
+
+class _Norm(nn.Module):
+    """Per-channel affine and running statistics shared by BatchNorm and InstanceNorm."""
+
+    def __init__(self, num_features, eps, momentum, affine, track_running_stats, device, dtype):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, **factory))
+            self.bias = nn.Parameter(torch.zeros(num_features, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer(
+                "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+            )
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self):
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
+    def _check_channels(self, x):
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.num_features} channels (dim 1), "
+                f"got input of shape {tuple(x.shape)}"
+            )
+
+    def _update_running(self, mean, var_biased, count, factor):
+        """running = (1 - factor) * running + factor * batch; the unbiased variance is stored."""
+        with torch.no_grad():
+            self.running_mean.mul_(1 - factor).add_(factor * mean.to(self.running_mean.dtype))
+            unbiased = var_biased * count / (count - 1)  # NB: Bessel's correction, stored only
+            self.running_var.mul_(1 - factor).add_(factor * unbiased.to(self.running_var.dtype))
+
+    def _running_xhat(self, x):
+        shape = _channel_shape(x)
+        mean = self.running_mean.double().view(shape)
+        var = self.running_var.double().view(shape)
+        return (x.double() - mean) * torch.rsqrt(var + self.eps)
+
+    def _affine(self, xhat, x):
+        if self.affine:
+            shape = _channel_shape(x)
+            xhat = xhat * self.weight.view(shape) + self.bias.view(shape)
+        return xhat.to(x.dtype)
+
+
+class _BatchNorm(_Norm):
+    """y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c, statistics over (N, *).
+
+    Batch statistics in training mode (or whenever running statistics are not tracked), running
+    statistics in eval mode. momentum=None makes the running statistics a cumulative average
+    (factor 1 / num_batches_tracked). Ioffe & Szegedy 2015, arXiv 1502.03167.
+    """
+
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def _check_input_dim(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        self._check_input_dim(x)
+        self._check_channels(x)
+        use_batch_stats = self.training or not self.track_running_stats
+        if not use_batch_stats:
+            return self._affine(self._running_xhat(x), x)
+        count = x.numel() // x.shape[1]
+        if self.training and count == 1:
+            raise ValueError(
+                f"{type(self).__name__}: expected more than 1 value per channel when training, "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        dims = [0] + list(range(2, x.dim()))  # every axis but C
+        xhat, mean, var = normalize(x, dims, self.eps)
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+            else:
+                factor = self.momentum
+            self._update_running(mean.detach().flatten(), var.detach().flatten(), count, factor)
+        return self._affine(xhat, x)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C) or (N, C, L) input, statistics per channel."""
+
+    def _check_input_dim(self, x):
+        if x.dim() not in (2, 3):
+            raise ValueError(f"BatchNorm1d: expected 2D or 3D input, got {x.dim()}D input")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W) input, statistics per channel over (N, H, W)."""
+
+    def _check_input_dim(self, x):
+        if x.dim() != 4:
+            raise ValueError(f"BatchNorm2d: expected 4D input, got {x.dim()}D input")
+
+
+class InstanceNorm2d(_Norm):
+    """y = (x - mean_nc) / sqrt(var_nc + eps) * weight_c + bias_c, statistics over (H, W).
+
+    Input (N, C, H, W) or unbatched (C, H, W). Defaults as torch.nn.InstanceNorm2d: no affine, no
+    running statistics. With track_running_stats, eval mode uses the running statistics, which
+    average the per-instance ones (momentum=None leaves them unchanged, as in PyTorch).
+    Ulyanov et al. 2016, arXiv 1607.08022.
+    """
+
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=False,
+        track_running_stats=False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+    def forward(self, x):
+        if x.dim() not in (3, 4):
+            raise ValueError(f"InstanceNorm2d: expected 3D or 4D input, got {x.dim()}D input")
+        if x.dim() == 3:  # unbatched (C, H, W)
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.shape[1] != self.num_features:
+            if self.affine or self.track_running_stats:
+                self._check_channels(x)
+            warnings.warn(
+                f"InstanceNorm2d: input has {x.shape[1]} channels, num_features is "
+                f"{self.num_features}; without affine or running statistics this is ignored",
+                stacklevel=2,
+            )
+        if not (self.training or not self.track_running_stats):
+            return self._affine(self._running_xhat(x), x)
+        count = x.shape[2] * x.shape[3]
+        if count == 1:
+            raise ValueError(
+                "InstanceNorm2d: expected more than 1 spatial element when training, got input "
+                f"of shape {tuple(x.shape)}"
+            )
+        xhat, mean, var = normalize(x, [2, 3], self.eps)
+        if self.training and self.track_running_stats:
+            factor = 0.0 if self.momentum is None else self.momentum
+            self._update_running(  # the batch average of the per-instance statistics, (C,)
+                mean.detach().mean(dim=0).flatten(),
+                var.detach().mean(dim=0).flatten(),
+                count,
+                factor,
+            )
+        return self._affine(xhat, x)
+
+
+class LayerNorm(nn.Module):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per sample over the last dimensions.
+
+    normalized_shape: int or tuple, the trailing dimensions to normalize over; weight and bias
+    have that shape. The same computation at train and test. Ba et al. 2016, arXiv 1607.06450.
+    """
+
+    def __init__(
+        self,
+        normalized_shape,
+        eps=1e-5,
+        elementwise_affine=True,
+        bias=True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        factory = {"device": device, "dtype": dtype}
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(self.normalized_shape, **factory))
+            if bias:
+                self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **factory))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def extra_repr(self):
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
+
+    def forward(self, x):
+        k = len(self.normalized_shape)
+        if tuple(x.shape[x.dim() - k :]) != self.normalized_shape or x.dim() < k:
+            raise ValueError(
+                f"LayerNorm: normalized_shape={self.normalized_shape} must match the last "
+                f"dimensions of the input, got input of shape {tuple(x.shape)}"
+            )
+        xhat, _, _ = normalize(x, list(range(x.dim() - k, x.dim())), self.eps)
+        if self.weight is not None:
+            xhat = xhat * self.weight
+        if self.bias is not None:
+            xhat = xhat + self.bias
+        return xhat.to(x.dtype)
+
+
+class GroupNorm(nn.Module):
+    """y = (x - mean_ng) / sqrt(var_ng + eps) * weight_c + bias_c, per sample and channel group.
+
+    Input (N, C, *); the C channels form num_groups groups of consecutive channels, each
+    normalized over (C/G, *). Wu & He 2018, arXiv 1803.08494.
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
+        super().__init__()
+        if num_groups <= 0 or num_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: num_groups={num_groups} must divide num_channels={num_channels}"
+            )
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        factory = {"device": device, "dtype": dtype}
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_channels, **factory))
+            self.bias = nn.Parameter(torch.zeros(num_channels, **factory))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x):
+        if x.dim() < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(
+                f"GroupNorm: expected input of shape (N, {self.num_channels}, *), "
+                f"got {tuple(x.shape)}"
+            )
+        N, G = x.shape[0], self.num_groups
+        xhat, _, _ = normalize(x.reshape(N, G, -1), [2], self.eps)  # (N, G, C/G * prod(*))
+        xhat = xhat.reshape(x.shape)
+        if self.affine:
+            shape = _channel_shape(x)
+            xhat = xhat * self.weight.view(shape) + self.bias.view(shape)
+        return xhat.to(x.dtype)
