@@ -3,6 +3,7 @@
 The data ship inside scikit-learn's wheel: nothing is downloaded, ever.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -34,7 +35,7 @@ def load_digits(images=False, tensors=False):
     x = bunch.data.astype(np.float64) / 16.0  # pixel values are 0..16
     y = bunch.target.astype(np.int64)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
-    n_test = int(round(TEST_FRACTION * len(x)))
+    n_test = math.ceil(TEST_FRACTION * len(x))  # as scikit-learn's train_test_split: 450
     test, train = order[:n_test], order[n_test:]
     if images:
         x = x.reshape(-1, 1, 8, 8)  # (N, C=1, H=8, W=8)

@@ -36,9 +36,15 @@ def _channel_shape(x):
 
 
 class _Norm(nn.Module):
-    """Per-channel affine and running statistics shared by BatchNorm and InstanceNorm."""
+    """Per-channel affine and running statistics shared by BatchNorm and InstanceNorm.
 
-    def __init__(self, num_features, eps, momentum, affine, track_running_stats, device, dtype):
+    affine: a weight and a bias per channel; bias=False (keyword) keeps only the weight, as in
+    torch.nn. track_running_stats: the running_mean, running_var, num_batches_tracked buffers.
+    """
+
+    def __init__(
+        self, num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=True
+    ):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
@@ -48,9 +54,11 @@ class _Norm(nn.Module):
         self.track_running_stats = track_running_stats
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features, **factory))
-            self.bias = nn.Parameter(torch.zeros(num_features, **factory))
         else:
             self.register_parameter("weight", None)
+        if affine and bias:
+            self.bias = nn.Parameter(torch.zeros(num_features, **factory))
+        else:
             self.register_parameter("bias", None)
         if track_running_stats:
             self.register_buffer("running_mean", torch.zeros(num_features, **factory))
@@ -71,14 +79,16 @@ class _Norm(nn.Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             nn.init.ones_(self.weight)
+        if self.bias is not None:
             nn.init.zeros_(self.bias)
 
     def extra_repr(self):
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}"
         )
 
     def _check_channels(self, x):
@@ -102,9 +112,11 @@ class _Norm(nn.Module):
         return (x.double() - mean) * torch.rsqrt(var + self.eps)
 
     def _affine(self, xhat, x):
-        if self.affine:
-            shape = _channel_shape(x)
-            xhat = xhat * self.weight.view(shape) + self.bias.view(shape)
+        shape = _channel_shape(x)
+        if self.weight is not None:
+            xhat = xhat * self.weight.view(shape)
+        if self.bias is not None:
+            xhat = xhat + self.bias.view(shape)
         return xhat.to(x.dtype)
 
 
@@ -125,8 +137,12 @@ class _BatchNorm(_Norm):
         track_running_stats=True,
         device=None,
         dtype=None,
+        *,
+        bias=True,
     ):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias
+        )
 
     def _check_input_dim(self, x):
         raise NotImplementedError
@@ -138,7 +154,7 @@ class _BatchNorm(_Norm):
         if not use_batch_stats:
             return self._affine(self._running_xhat(x), x)
         count = x.numel() // x.shape[1]
-        if self.training and count == 1:
+        if count == 1:  # NB: also in eval without running statistics, as in PyTorch
             raise ValueError(
                 f"{type(self).__name__}: expected more than 1 value per channel when training, "
                 f"got input of shape {tuple(x.shape)}"
@@ -189,8 +205,12 @@ class InstanceNorm2d(_Norm):
         track_running_stats=False,
         device=None,
         dtype=None,
+        *,
+        bias=True,
     ):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias
+        )
 
     def forward(self, x):
         if x.dim() not in (3, 4):
@@ -260,7 +280,8 @@ class LayerNorm(nn.Module):
 
     def extra_repr(self):
         return (
-            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
         )
 
     def forward(self, x):
@@ -285,7 +306,9 @@ class GroupNorm(nn.Module):
     normalized over (C/G, *). Wu & He 2018, arXiv 1803.08494.
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
+    def __init__(
+        self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None, *, bias=True
+    ):
         super().__init__()
         if num_groups <= 0 or num_channels % num_groups:
             raise ValueError(
@@ -298,13 +321,18 @@ class GroupNorm(nn.Module):
         factory = {"device": device, "dtype": dtype}
         if affine:
             self.weight = nn.Parameter(torch.ones(num_channels, **factory))
-            self.bias = nn.Parameter(torch.zeros(num_channels, **factory))
         else:
             self.register_parameter("weight", None)
+        if affine and bias:
+            self.bias = nn.Parameter(torch.zeros(num_channels, **factory))
+        else:
             self.register_parameter("bias", None)
 
     def extra_repr(self):
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )
 
     def forward(self, x):
         if x.dim() < 2 or x.shape[1] != self.num_channels:
@@ -315,7 +343,9 @@ class GroupNorm(nn.Module):
         N, G = x.shape[0], self.num_groups
         xhat, _, _ = normalize(x.reshape(N, G, -1), [2], self.eps)  # (N, G, C/G * prod(*))
         xhat = xhat.reshape(x.shape)
-        if self.affine:
-            shape = _channel_shape(x)
-            xhat = xhat * self.weight.view(shape) + self.bias.view(shape)
+        shape = _channel_shape(x)
+        if self.weight is not None:
+            xhat = xhat * self.weight.view(shape)
+        if self.bias is not None:
+            xhat = xhat + self.bias.view(shape)
         return xhat.to(x.dtype)
