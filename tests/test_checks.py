@@ -1,0 +1,454 @@
+"""bnlib.checks: pass right code, name each known mistake, never raise on broken code."""
+
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from bnlib import checks
+from bnlib.checks import (
+    TASKS,
+    CheckResult,
+    Mistake,
+    check_batchnorm_backward,
+    check_batchnorm_forward,
+    matching_mistakes,
+    outputs_match,
+    run_tasks,
+)
+
+# --- right implementations, written here independently of bnlib ----------------------------------
+
+
+def forward(x, gamma, beta, eps=1e-5):
+    mu = x.mean(axis=0)
+    xc = x - mu
+    std = np.sqrt((xc**2).mean(axis=0) + eps)
+    xhat = xc / std
+    return gamma * xhat + beta, (xc, std, xhat, gamma)
+
+
+def backward_staged(dout, cache):
+    xc, std, xhat, gamma = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    dxc = dxhat / std
+    dvar = -(dxhat * xc).sum(axis=0) / std**3 / 2
+    dxc = dxc + 2 * xc * dvar / N
+    dx = dxc - dxc.sum(axis=0) / N
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def backward_alt(dout, cache):
+    _, std, xhat, gamma = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (N * std)
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def test_right_implementations_pass():
+    for result in (
+        check_batchnorm_forward(forward),
+        check_batchnorm_backward(forward, backward_staged),
+        check_batchnorm_backward(forward, backward_alt),
+    ):
+        assert isinstance(result, CheckResult)
+        assert result.passed and result.score == 1.0, result.feedback
+        assert "all 6 hidden cases match" in result.feedback
+
+
+def test_the_check_does_not_touch_the_learners_random_state():
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    check_batchnorm_backward(forward, backward_alt)
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+# --- forward mistakes ----------------------------------------------------------------------------
+
+
+def _bn(x, gamma, beta, eps=1e-5, *, axis=0, ddof=0, where="inside", center=True, root=True):
+    mu = x.mean(axis=axis, keepdims=True)
+    var = x.var(axis=axis, keepdims=True, ddof=ddof)
+    if not root:
+        denom = var + eps
+    elif where == "inside":
+        denom = np.sqrt(var + eps)
+    elif where == "outside":
+        denom = np.sqrt(var) + eps
+    else:
+        denom = np.sqrt(var)
+    return ((x - mu) if center else x) / denom
+
+
+def _with_cache(f):
+    return lambda x, gamma, beta, eps=1e-5: (f(x, gamma, beta, eps), None)
+
+
+FORWARD_BUGS = {
+    "unbiased variance": lambda x, g, b, eps: g * _bn(x, g, b, eps, ddof=1) + b,
+    "eps outside the square root": lambda x, g, b, eps: g * _bn(x, g, b, eps, where="outside") + b,
+    "no eps": lambda x, g, b, eps: g * _bn(x, g, b, eps, where="none") + b,
+    "no square root": lambda x, g, b, eps: g * _bn(x, g, b, eps, root=False) + b,
+    "axis 1": lambda x, g, b, eps: g * _bn(x, g, b, eps, axis=1) + b,
+    "whole array": lambda x, g, b, eps: g * _bn(x, g, b, eps, axis=None) + b,
+    "mean is not subtracted": lambda x, g, b, eps: g * _bn(x, g, b, eps, center=False) + b,
+    "gamma and beta swapped": lambda x, g, b, eps: b * _bn(x, g, b, eps) + g,
+    "affine step is missing": lambda x, g, b, eps: _bn(x, g, b, eps),
+    "beta is missing": lambda x, g, b, eps: g * _bn(x, g, b, eps),
+    "gamma is missing": lambda x, g, b, eps: _bn(x, g, b, eps) + b,
+    "eps argument is ignored": lambda x, g, b, eps: g * _bn(x, g, b) + b,
+}
+
+
+@pytest.mark.parametrize("keyword", sorted(FORWARD_BUGS))
+def test_forward_mistakes_are_named(keyword):
+    result = check_batchnorm_forward(_with_cache(FORWARD_BUGS[keyword]))
+    assert not result.passed and result.score < 1
+    assert "Likely mistake: " in result.feedback
+    assert keyword in result.feedback.split("Likely mistake: ")[1].split(". First")[0]
+
+
+def test_one_pass_variance_fails_only_the_large_offset_case_with_its_hint():
+    def one_pass(x, gamma, beta, eps=1e-5):
+        mu = x.mean(axis=0)
+        var = (x**2).mean(axis=0) - mu**2  # NB: cancels catastrophically at a large offset
+        return gamma * (x - mu) / np.sqrt(var + eps) + beta, None
+
+    result = check_batchnorm_forward(one_pass)
+    assert not result.passed
+    assert result.score == pytest.approx(5 / 6)
+    assert "large offsets" in result.feedback and "E[x^2] - E[x]^2" in result.feedback
+
+
+def test_per_sample_mean_without_keepdims_reports_the_broadcast_error():
+    def bug(x, gamma, beta, eps=1e-5):
+        return gamma * (x - x.mean(axis=1)) / np.sqrt(x.var(axis=1) + eps) + beta, None
+
+    result = check_batchnorm_forward(bug)
+    assert not result.passed
+    assert "raised ValueError: operands could not be broadcast" in result.feedback
+    assert "of bug)" in result.feedback  # names the learner's function and line
+
+
+# --- backward mistakes ---------------------------------------------------------------------------
+
+
+def _backward_with(dx=None, dgamma=None, dbeta=None):
+    def backward(dout, cache):
+        xc, std, xhat, gamma = cache
+        N = dout.shape[0]
+        right = backward_alt(dout, cache)
+        return (
+            right[0] if dx is None else dx(dout, xhat, gamma, std, N),
+            right[1] if dgamma is None else dgamma(dout, xhat, xc),
+            right[2] if dbeta is None else dbeta(dout, xhat),
+        )
+
+    return backward
+
+
+BACKWARD_BUGS = {
+    "mean term is missing": _backward_with(
+        dx=lambda d, xh, g, s, N: (N * d * g - xh * (d * g * xh).sum(0)) / (N * s)
+    ),
+    "variance term is missing": _backward_with(
+        dx=lambda d, xh, g, s, N: (N * d * g - (d * g).sum(0)) / (N * s)
+    ),
+    "treated as constants": _backward_with(dx=lambda d, xh, g, s, N: d * g / s),
+    "gradient with respect to xhat": _backward_with(dx=lambda d, xh, g, s, N: d * g),
+    "dx: gamma is missing": _backward_with(
+        dx=lambda d, xh, g, s, N: (N * d - d.sum(0) - xh * (d * xh).sum(0)) / (N * s)
+    ),
+    "N times too large": _backward_with(
+        dx=lambda d, xh, g, s, N: (N * d * g - (d * g).sum(0) - xh * (d * g * xh).sum(0)) / s
+    ),
+    "dgamma and dbeta swapped": _backward_with(
+        dgamma=lambda d, xh, xc: d.sum(0), dbeta=lambda d, xh: (d * xh).sum(0)
+    ),
+    "summed over axis 1": _backward_with(
+        dgamma=lambda d, xh, xc: (d * xh).sum(1), dbeta=lambda d, xh: d.sum(1)
+    ),
+    "not summed over the batch": _backward_with(
+        dgamma=lambda d, xh, xc: d * xh, dbeta=lambda d, xh: d
+    ),
+    "averaged over the batch": _backward_with(
+        dgamma=lambda d, xh, xc: (d * xh).mean(0), dbeta=lambda d, xh: d.mean(0)
+    ),
+}
+
+
+@pytest.mark.parametrize("keyword", sorted(BACKWARD_BUGS))
+def test_backward_mistakes_are_named(keyword):
+    result = check_batchnorm_backward(forward, BACKWARD_BUGS[keyword], name="batchnorm_backward")
+    assert not result.passed and result.score < 1
+    assert result.feedback.startswith("batchnorm_backward: ")
+    hints = result.feedback.split("Likely mistake")[1].split(". First")[0]
+    assert keyword in hints
+
+
+def test_dgamma_from_x_instead_of_xhat_is_named():
+    # x itself, not x - mean: the cache above only has xc, so rebuild x from a cache holding it
+    def fwd(x, gamma, beta, eps=1e-5):
+        out, cache = forward(x, gamma, beta, eps)
+        return out, (cache, x)
+
+    def bwd(dout, cache):
+        (xc, std, xhat, gamma), x = cache
+        dx, _, dbeta = backward_alt(dout, (xc, std, xhat, gamma))
+        return dx, (dout * x).sum(axis=0), dbeta
+
+    result = check_batchnorm_backward(fwd, bwd)
+    assert not result.passed and "not the input x" in result.feedback
+
+
+def test_exact_gradient_of_an_unbiased_forward_is_named():
+    def fwd(x, gamma, beta, eps=1e-5):
+        xc = x - x.mean(axis=0)
+        std = np.sqrt(x.var(axis=0, ddof=1) + eps)
+        return gamma * xc / std + beta, (xc / std, std, gamma)
+
+    def bwd(dout, cache):  # the right derivative of the wrong (N - 1) forward
+        xhat, std, gamma = cache
+        N = dout.shape[0]
+        dxhat = dout * gamma
+        dx = (dxhat - dxhat.mean(0) - xhat * (dxhat * xhat).sum(0) / (N - 1)) / std
+        return dx, (dout * xhat).sum(0), dout.sum(0)
+
+    result = check_batchnorm_backward(fwd, bwd)
+    assert not result.passed
+    assert "unbiased variance (N - 1)" in result.feedback
+    assert "fails its own check too" in result.feedback
+
+
+def test_a_dx_that_an_all_ones_dout_would_accept_fails():
+    # With dout = 1 everywhere the true dx is exactly 0; the check's dout is random.
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    cache = forward(x, np.ones(3), np.zeros(3))[1]
+    assert np.allclose(backward_alt(np.ones((5, 3)), cache)[0], 0.0)
+
+    def zeros(dout, cache):
+        _, dgamma, dbeta = backward_alt(dout, cache)
+        return np.zeros_like(dout), dgamma, dbeta
+
+    result = check_batchnorm_backward(forward, zeros)
+    assert not result.passed and result.score == 0.0
+    assert "dx differs from the reference" in result.feedback
+
+
+# --- broken code never makes a check raise -------------------------------------------------------
+
+
+def _out(value):
+    return lambda x, gamma, beta, eps=1e-5: value(x)
+
+
+def _raise(exc):
+    def f(*args, **kwargs):
+        raise exc
+
+    return f
+
+
+def _modify_x(x, gamma, beta, eps=1e-5):
+    out = forward(x, gamma, beta, eps)
+    x -= 1.0
+    return out
+
+
+BROKEN_FORWARDS = {
+    "returned None": lambda *a: None,
+    "returned a list of length 3": lambda *a: [1, 2, 3],
+    "returned numpy.ndarray of shape": lambda x, g, b, eps=1e-5: forward(x, g, b, eps)[0],
+    "returned a tuple of length 3": lambda x, g, b, eps=1e-5: (*forward(x, g, b, eps), 0),
+    "out is a list": _out(lambda x: (x.tolist(), None)),
+    "out is None": _out(lambda x: (None, None)),
+    "out has shape": _out(lambda x: (x.T.copy(), None)),
+    "out has dtype float32": _out(lambda x: (x.astype(np.float32), None)),
+    "out contains NaN": _out(lambda x: (np.full_like(x, np.nan), None)),
+    "out contains inf": _out(lambda x: (np.full_like(x, np.inf), None)),
+    "raised ZeroDivisionError: boom": _raise(ZeroDivisionError("boom")),
+    "raised NotImplementedError": _raise(NotImplementedError),
+    "raised SystemExit": _raise(SystemExit(1)),
+    "raised KeyboardInterrupt": _raise(KeyboardInterrupt),
+    "raised TypeError": lambda x: x,  # wrong signature
+    "modified its argument x in place": _modify_x,
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BROKEN_FORWARDS))
+def test_broken_forwards_fail_with_a_one_line_reason(reason):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and the check itself does not warn
+        result = check_batchnorm_forward(BROKEN_FORWARDS[reason])
+    assert isinstance(result, CheckResult)
+    assert not result.passed and result.score == 0.0
+    assert reason in result.feedback
+    assert "\n" not in result.feedback
+
+
+def test_not_implemented_says_what_to_do():
+    def batchnorm_forward(x, gamma, beta, eps=1e-5):
+        raise NotImplementedError  # YOUR CODE HERE
+
+    result = check_batchnorm_forward(batchnorm_forward)
+    assert "replace `raise NotImplementedError` with your code" in result.feedback
+    backward = check_batchnorm_backward(batchnorm_forward, backward_alt)
+    assert "called first, to make the cache" in backward.feedback
+
+
+BROKEN_BACKWARDS = {
+    "returned None": lambda dout, cache: None,
+    "of length 2": lambda dout, cache: backward_alt(dout, cache)[:2],
+    "dgamma is None": lambda dout, cache: (backward_alt(dout, cache)[0], None, dout.sum(0)),
+    "dx has shape": lambda dout, cache: (dout[:1], *backward_alt(dout, cache)[1:]),
+    "dbeta has dtype float32": lambda dout, cache: (
+        *backward_alt(dout, cache)[:2],
+        dout.sum(0).astype(np.float32),
+    ),
+    "raised RuntimeError: bad": _raise(RuntimeError("bad\nsecond line")),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BROKEN_BACKWARDS))
+def test_broken_backwards_fail_with_a_one_line_reason(reason):
+    result = check_batchnorm_backward(forward, BROKEN_BACKWARDS[reason])
+    assert not result.passed and result.score == 0.0
+    assert reason in result.feedback and "\n" not in result.feedback
+
+
+def test_a_backward_that_modifies_dout_fails():
+    def bwd(dout, cache):
+        grads = backward_alt(dout.copy(), cache)
+        dout *= 2
+        return grads
+
+    result = check_batchnorm_backward(forward, bwd)
+    assert not result.passed and "modified its argument dout in place" in result.feedback
+
+
+@pytest.mark.parametrize("bad", [None, 3, "batchnorm_forward", np.zeros(3)])
+def test_non_callables_fail(bad):
+    for result in (
+        check_batchnorm_forward(bad),
+        check_batchnorm_backward(bad, backward_alt),
+        check_batchnorm_backward(forward, bad),
+    ):
+        assert not result.passed and "must be a function" in result.feedback
+
+
+def test_a_function_that_never_returns_fails_within_the_time_limit():
+    stop = threading.Event()  # lets the test end the loop; the check cannot and does not
+
+    def batchnorm_forward(x, gamma, beta, eps=1e-5):
+        while not stop.is_set():
+            pass
+
+    start = time.monotonic()
+    try:
+        result = check_batchnorm_forward(batchnorm_forward)
+    finally:
+        stop.set()
+    elapsed = time.monotonic() - start
+    assert checks.CALL_TIMEOUT == 10.0
+    assert elapsed < 12.0
+    assert not result.passed and result.score == 0.0
+    assert "did not return within 10 s" in result.feedback
+    assert "restart the kernel" in result.feedback
+
+
+def test_a_slow_function_is_stopped_by_the_checks_total_time(monkeypatch):
+    monkeypatch.setattr(checks, "CALL_TIMEOUT", 0.5)
+    monkeypatch.setattr(checks, "CHECK_TIMEOUT", 1.0)
+
+    def slow(x, gamma, beta, eps=1e-5):
+        time.sleep(0.3)
+        return forward(x, gamma, beta, eps)
+
+    start = time.monotonic()
+    result = check_batchnorm_forward(slow)
+    assert time.monotonic() - start < 1.5
+    assert not result.passed and 0 < result.score < 1  # the cases run before the limit count
+    assert "stopped at hidden case" in result.feedback and "ran out" in result.feedback
+
+
+def test_a_bug_in_a_check_becomes_a_failing_result(monkeypatch):
+    monkeypatch.setattr(checks, "_forward_cases", lambda: 1 / 0)
+    result = check_batchnorm_forward(forward)
+    assert not result.passed and "the check itself failed (ZeroDivisionError" in result.feedback
+
+
+# --- the result object and the generic diagnosis -------------------------------------------------
+
+
+def test_check_result_shows_itself():
+    ok, bad = CheckResult(True, 1.0, "fine"), CheckResult(False, 0.5, "x < y & z")
+    assert str(ok).startswith("PASS") and str(bad).startswith("FAIL")
+    assert "0.50/1" in str(bad)
+    html = bad._repr_html_()
+    assert "FAIL" in html and "❌" in html and "x &lt; y &amp; z" in html
+    assert "PASS" in ok._repr_html_() and "✅" in ok._repr_html_()
+    with pytest.raises(AttributeError):
+        ok.passed = False  # frozen
+
+
+def test_outputs_match_scales_its_tolerance_and_compares_shapes():
+    a = np.array([1e3, 2e3])
+    assert outputs_match(a + 1e-7, a)
+    assert not outputs_match(a + 1e-2, a)
+    assert not outputs_match(a[:1], a)
+    assert outputs_match(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]))
+    assert not outputs_match(np.array([np.nan, 1.0]), np.array([0.0, 1.0]))
+    assert not outputs_match("not numbers", a)
+
+
+def test_matching_mistakes_is_generic():
+    catalogue = [
+        Mistake("doubled", lambda v: 2 * v),
+        Mistake("crashes", lambda v: 1 / 0),
+        Mistake("unchanged", lambda v: v),
+        Mistake("negated", lambda v: -v),
+    ]
+    v = np.array([1.0, 2.0])
+    assert matching_mistakes(2 * v, catalogue, v) == ["doubled"]
+    assert matching_mistakes(-v, catalogue, v) == ["negated"]
+    assert matching_mistakes(v, catalogue, v) == ["unchanged"]
+    # a mistake that gives the right answer on these inputs says nothing
+    assert matching_mistakes(v, catalogue, v, reference=v) == []
+    assert matching_mistakes(3 * v, catalogue, v) == []
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+
+def test_ex01_tasks_run_against_a_namespace():
+    names = [t.name for t in TASKS["ex01_forward_backward"]]
+    assert names == ["batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"]
+    namespace = {
+        "batchnorm_forward": forward,
+        "batchnorm_backward": backward_staged,
+        "batchnorm_backward_alt": backward_alt,
+    }
+    results = run_tasks("ex01_forward_backward", namespace)
+    assert [name for name, _ in results] == names
+    assert all(r.passed for _, r in results)
+
+    del namespace["batchnorm_backward"]
+    namespace["batchnorm_backward_alt"] = BACKWARD_BUGS["variance term is missing"]
+    results = dict(run_tasks("ex01_forward_backward", namespace))
+    assert results["batchnorm_forward"].passed
+    assert results["batchnorm_backward"].feedback.startswith("batchnorm_backward is not defined")
+    assert results["batchnorm_backward_alt"].feedback.startswith("batchnorm_backward_alt: ")
+    assert "variance term is missing" in results["batchnorm_backward_alt"].feedback
+
+
+def test_run_tasks_survives_a_broken_task(monkeypatch):
+    broken = checks.Task("broken", (), lambda ns: 1 / 0)
+    not_a_result = checks.Task("odd", (), lambda ns: "yes")
+    monkeypatch.setitem(TASKS, "ex_test", [broken, not_a_result])
+    (_, r1), (_, r2) = run_tasks("ex_test", {})
+    assert not r1.passed and "ZeroDivisionError" in r1.feedback
+    assert not r2.passed and "returned str" in r2.feedback
