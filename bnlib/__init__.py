@@ -6,6 +6,11 @@ Modules, one idea each:
 - gradcheck: numeric gradients and relative error
 - data: scikit-learn's bundled digits with a fixed split (no downloads)
 - plots: the course's matplotlib style and plot helpers
+- widgets: interactive ipywidgets explorers for the lessons
+- quiz: self-check questions (multiple choice, numeric) with feedback
+- checks: the exercise checks (friendly pass/fail, diagnoses common mistakes)
+- assign, grade, cli: the `bnlib` command (make exercises from solutions, grade a class folder)
+- slides: build offline reveal.js decks of the lessons
 """
 
 import random
@@ -23,4 +28,3 @@ def seed_everything(seed=0):
     import torch  # imported here: the numpy parts of bnlib work without loading torch
 
     torch.manual_seed(seed)
-    return seed

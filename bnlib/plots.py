@@ -89,3 +89,200 @@ def layer_histograms(activations, bins=40, axes=None, title=None):
         ax.set_yticks([])
     axes[0].set_ylabel("count")
     return axes
+
+
+# --- lesson 1: what BN computes (feature strips, the axes that share a mean, the graph) ----------
+
+__all__ += ["feature_strips", "feature_grid", "tensor_cube", "bn_axes_figure", "bn_graph"]
+
+_HIGHLIGHT = "#1f77b4"
+_PLAIN = "#e6e6e6"
+
+
+def feature_strips(stages, axes=None):
+    """One panel per stage of a batch, each feature's N values as dots, its mean as a bar.
+
+    stages: dict {title: (N, D) array}, e.g. {"x": x, "x̂": xhat, "y": y}. Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(stages)
+    if not names:
+        raise ValueError("feature_strips: no stages given")
+    if axes is None:
+        fig, axes = plt.subplots(
+            1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False, layout="constrained"
+        )
+        axes = axes[0]
+    for ax, name in zip(axes, names, strict=True):
+        v = np.asarray(stages[name], dtype=np.float64)
+        if v.ndim != 2:
+            raise ValueError(f"feature_strips: stage {name!r} must be (N, D), got {v.shape}")
+        N, D = v.shape
+        for j in range(D):
+            color = f"C{j}"
+            ax.plot(np.full(N, j), v[:, j], "o", color=color, alpha=0.8, markersize=6)
+            ax.plot([j - 0.3, j + 0.3], [v[:, j].mean()] * 2, color=color, linewidth=2.5)
+        ax.set_xticks(range(D), [f"feature {j}" for j in range(D)])
+        ax.set_xlim(-0.6, D - 0.4)
+        ax.set_title(name)
+    from matplotlib.lines import Line2D
+
+    axes[0].set_ylabel("value")
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color="0.4", label="one sample"),
+        Line2D([], [], color="0.4", linewidth=2.5, label="batch mean of the feature"),
+    ]
+    axes[0].figure.legend(handles=handles, loc="outside upper center", ncols=2)
+    return axes
+
+
+def feature_grid(ax, highlight, row_label="N (samples)", col_label="D (features)"):
+    """Draw a 2-D array as a grid of cells, coloring the cells where `highlight` is True.
+
+    highlight: (rows, cols) bool, e.g. the cells that share one mean. Returns the Axes.
+    """
+    from matplotlib.patches import Rectangle
+
+    highlight = np.asarray(highlight, dtype=bool)
+    rows, cols = highlight.shape
+    for i in range(rows):
+        for j in range(cols):
+            color = _HIGHLIGHT if highlight[i, j] else _PLAIN
+            ax.add_patch(Rectangle((j, rows - 1 - i), 1, 1, facecolor=color, edgecolor="0.35"))
+    ax.set_xlim(-1.2, cols + 0.2)
+    ax.set_ylim(-1.2, rows + 0.2)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.annotate("", (cols, -0.5), (0, -0.5), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.text(cols / 2, -1.1, col_label, ha="center", va="center")
+    ax.annotate("", (-0.5, 0), (-0.5, rows), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.text(-0.9, rows / 2, row_label, ha="center", va="center", rotation=90)
+    return ax
+
+
+def tensor_cube(ax, highlight, axis_labels=("N", "C", "H, W")):
+    """Draw an (N, C, S) tensor as a cube of cells on a 3-D Axes, highlighted cells in blue.
+
+    As Wu & He 2018, Fig. 2: the spatial axes (L, or H and W) are flattened into one axis S.
+    ax: an Axes made with projection="3d"; highlight: (N, C, S) bool, e.g. the values that
+    share one mean. Only the outer faces show, so an inner slice shows as stripes on them.
+    Returns the Axes.
+    """
+    from matplotlib.colors import to_rgba
+
+    highlight = np.asarray(highlight, dtype=bool)
+    if highlight.ndim != 3:
+        raise ValueError(f"tensor_cube: highlight must be (N, C, S), got {highlight.shape}")
+    N, C, S = highlight.shape
+    faces = np.where(highlight[..., None], to_rgba(_HIGHLIGHT), to_rgba(_PLAIN))  # (N, C, S, 4)
+    ax.voxels(
+        np.ones_like(highlight), facecolors=faces, edgecolor="0.3", linewidth=0.6, shade=False
+    )
+    ax.set_box_aspect((N, C, S))
+    ax.view_init(elev=22, azim=-58)
+    ax.set_axis_off()
+    ax.text(N / 2, -0.3, -1.1, axis_labels[0], ha="center", va="center")
+    ax.text(N + 0.3, C / 2, -1.1, axis_labels[1], ha="center", va="center")
+    ax.text(-0.4, -0.3, S / 2, axis_labels[2], ha="right", va="center")
+    return ax
+
+
+def bn_axes_figure(channel=1):
+    """Which values share one mean in batch norm, for (N, D), (N, C, L) and (N, C, H, W) inputs.
+
+    Three panels: a grid with feature `channel` highlighted over the batch, and two cubes with
+    channel `channel` highlighted over the batch and all positions. Returns the Figure.
+    Ioffe & Szegedy 2015, §3.2; drawn as Wu & He 2018, Fig. 2.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(10, 3.6))
+    ax = fig.add_subplot(1, 3, 1)
+    grid = np.zeros((5, 4), dtype=bool)  # (N, D)
+    grid[:, channel] = True
+    feature_grid(ax, grid)
+    ax.set_title("(N, D): mean over N\none mean per feature", fontsize=10)
+    cube = np.zeros((4, 4, 5), dtype=bool)  # (N, C, S)
+    cube[:, channel, :] = True
+    titles = [
+        "(N, C, L): mean over (N, L)\none mean per channel",
+        "(N, C, H, W): mean over (N, H, W)\none mean per channel",
+    ]
+    for k, (labels, title) in enumerate(
+        zip([("N", "C", "L"), ("N", "C", "H, W")], titles, strict=True), 2
+    ):
+        ax = fig.add_subplot(1, 3, k, projection="3d")
+        tensor_cube(ax, cube, labels)
+        ax.set_title(title, fontsize=10, y=0.98)
+    fig.suptitle("Batch norm: the blue values share one mean and one variance", fontsize=11)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.06, top=0.8, wspace=0.05)
+    return fig
+
+
+# Node: name -> (x, y, label, shape). The forward pass of Ioffe & Szegedy 2015, Alg. 1, one
+# operation per node, as in Kratzert's "Understanding the backward pass through BN" (2016).
+_BN_NODES = {
+    "x": (0.0, 1.0, "x", "(N, D)"),
+    "mu": (1.3, 0.0, "μ = mean(x)", "(D,)"),
+    "xc": (2.6, 1.0, "xc = x − μ", "(N, D)"),
+    "var": (3.8, 0.0, "σ² = mean(xc²)", "(D,)"),
+    "std": (5.3, 0.0, "s = √(σ² + ε)", "(D,)"),
+    "xhat": (6.5, 1.0, "x̂ = xc / s", "(N, D)"),
+    "params": (7.0, 0.0, "γ, β", "(D,)"),
+    "y": (8.0, 1.0, "y = γ·x̂ + β", "(N, D)"),
+}
+_BN_EDGES = [
+    ("x", "mu"),
+    ("x", "xc"),
+    ("mu", "xc"),
+    ("xc", "var"),
+    ("var", "std"),
+    ("xc", "xhat"),
+    ("std", "xhat"),
+    ("xhat", "y"),
+    ("params", "y"),
+]
+
+
+def bn_graph(ax=None):
+    """The computational graph of batch norm's forward pass, one operation per box.
+
+    Boxes with two outgoing arrows (x and xc) are drawn with a red edge: in the backward pass
+    their gradient is the sum of what comes back along both arrows. Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 2.8))
+    sources = [a for a, _ in _BN_EDGES]
+    fanout = {n for n in sources if sources.count(n) > 1}
+    boxes = {}
+    for name, (x, y, label, shape) in _BN_NODES.items():
+        edge = "#d62728" if name in fanout else "0.3"
+        style = dict(boxstyle="round,pad=0.35", facecolor="white", edgecolor=edge)
+        boxes[name] = ax.text(x, y, label, ha="center", va="center", bbox=style, zorder=3)
+        dy = 0.3 if y > 0.5 else -0.3  # shapes outside the band the arrows cross
+        ax.text(x, y + dy, shape, ha="center", va="center", fontsize=8, color="0.4")
+    for a, b in _BN_EDGES:
+        ya, yb = _BN_NODES[a][1], _BN_NODES[b][1]
+        # Anchors in each label's own (0..1, 0..1) box, so arrowheads land on the boxes' edges.
+        if ya == yb:
+            start, end = (1.0, 0.5), (0.0, 0.5)
+        elif ya > yb:
+            start, end = (0.65, 0.0), (0.35, 1.0)
+        else:
+            start, end = (0.65, 1.0), (0.35, 0.0)
+        arrow = dict(arrowstyle="-|>", color="0.3", linewidth=1.2, shrinkA=5, shrinkB=5)
+        ax.annotate(
+            "", end, start, xycoords=boxes[b], textcoords=boxes[a], arrowprops=arrow, zorder=2
+        )
+    ax.set_xlim(-0.4, 8.7)
+    ax.set_ylim(-0.45, 1.45)
+    ax.set_axis_off()
+    ax.set_title(
+        "Forward: follow the arrows.  Backward: walk them in reverse;\n"
+        "a red box is used twice, so its gradient is the sum of the two that come back",
+        fontsize=10,
+    )
+    return ax
