@@ -9,8 +9,10 @@ PY     := $(VENV)/bin/python
 HASH   := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.setup-$(HASH)
 LAB_PORT ?= 8888
+# Jupyter refuses to run as root without a flag (containers, CI); a laptop user never sees it.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test lint format slides lock clean
+.PHONY: setup lab test lint format notebooks slides lock clean
 
 setup: $(STAMP)
 
@@ -24,8 +26,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@echo "setup done: $(VENV) matches requirements.lock"
 
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=. \
-		--LabApp.default_url=/lab/tree/README.md
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=. $(ROOT_FLAG) \
+		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb \
+		--LabApp.extension_manager=readonly
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -41,6 +44,16 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# After editing a lesson or a solution: store fresh outputs (lessons are committed executed; nbval
+# compares against them), then regenerate exercises/ from solutions/.
+notebooks: setup
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 \
+		--ExecutePreprocessor.kernel_name=python3 notebooks/*.ipynb solutions/*.ipynb
+	$(VENV)/bin/bnlib assign
+
+# One reveal.js deck per lesson in slides/, presentable offline: open slides/NN_*.slides.html.
+# Building needs npm (pinned reveal.js and MathJax from slides-src/); see bnlib/slides.py.
 slides: setup
 	$(PY) -m bnlib.slides
 
