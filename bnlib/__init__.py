@@ -3,6 +3,10 @@
 Modules, one idea each:
 - functional: numpy references mirroring torch.nn.functional (forward and backward)
 - nn: torch.nn normalization modules from scratch, state_dict-compatible with PyTorch's
+- train: the small models (MLP, CNN) and the training loop the experiments share
+- hooks: forward hooks that record per-layer statistics during training
+- landscape: loss-landscape probes along the gradient (Santurkar et al. 2018)
+- distributed: synchronized batch norm across CPU processes (torch.distributed, gloo)
 - gradcheck: numeric gradients and relative error
 - data: scikit-learn's bundled digits with a fixed split (no downloads)
 - plots: the course's matplotlib style and plot helpers

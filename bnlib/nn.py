@@ -349,3 +349,227 @@ class GroupNorm(nn.Module):
         if self.bias is not None:
             xhat = xhat + self.bias.view(shape)
         return xhat.to(x.dtype)
+
+
+# --- module 4: remedies for small batches (Batch Renorm, Ghost BN, frozen BN) --------------------
+
+__all__ += [
+    "BatchRenorm1d",
+    "BatchRenorm2d",
+    "GhostBatchNorm",
+    "FrozenBatchNorm",
+    "freeze_batchnorm",
+]
+
+
+class _BatchRenorm(_BatchNorm):
+    """Batch renormalization: xhat = (x - mean_B) / sigma_B * r + d, y = weight * xhat + bias.
+
+    r = clip(sigma_B / sigma, 1/rmax, rmax) and d = clip((mean_B - mean) / sigma, -dmax, dmax),
+    with sigma_B = sqrt(var_B + eps) from the batch and mean, sigma = sqrt(running_var + eps) from
+    the running statistics before this step's update. r and d are constants in backprop (NB:
+    detached), so the gradient is batch norm's scaled by r. rmax=1, dmax=0 is batch norm. Eval
+    mode is batch norm's (running statistics), so training sees what inference will see once r
+    and d stop clipping. Parameters and buffers are BatchNorm's: state_dicts load both ways.
+    Ioffe 2017, arXiv 1702.03275 (Alg. 1; the paper relaxes rmax from 1 to 3 and dmax from 0 to 5).
+    """
+
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        rmax=3.0,
+        dmax=5.0,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        if rmax < 1 or dmax < 0:
+            raise ValueError(
+                f"{type(self).__name__}: expected rmax >= 1 and dmax >= 0, got rmax={rmax}, "
+                f"dmax={dmax}"
+            )
+        self.rmax, self.dmax = float(rmax), float(dmax)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, rmax={self.rmax}, dmax={self.dmax}"
+
+    def forward(self, x):
+        self._check_input_dim(x)
+        self._check_channels(x)
+        if not self.training:
+            return self._affine(self._running_xhat(x), x)
+        count = x.numel() // x.shape[1]
+        if count == 1:
+            raise ValueError(
+                f"{type(self).__name__}: expected more than 1 value per channel when training, "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        dims = [0] + list(range(2, x.dim()))  # every axis but C
+        xhat, mean, var = normalize(x, dims, self.eps)
+        shape = _channel_shape(x)
+        with torch.no_grad():  # NB: r and d are constants for backprop
+            sigma_b = torch.sqrt(var + self.eps)  # (1, C, 1, ...)
+            sigma = torch.sqrt(self.running_var.double().view(shape) + self.eps)
+            r = (sigma_b / sigma).clamp(1 / self.rmax, self.rmax)
+            d = ((mean - self.running_mean.double().view(shape)) / sigma).clamp(
+                -self.dmax, self.dmax
+            )
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self._update_running(mean.detach().flatten(), var.detach().flatten(), count, factor)
+        return self._affine(xhat * r + d, x)
+
+
+class BatchRenorm1d(_BatchRenorm):
+    """Batch renormalization over (N, C) or (N, C, L) input (see _BatchRenorm)."""
+
+    def _check_input_dim(self, x):
+        if x.dim() not in (2, 3):
+            raise ValueError(f"BatchRenorm1d: expected 2D or 3D input, got {x.dim()}D input")
+
+
+class BatchRenorm2d(_BatchRenorm):
+    """Batch renormalization over (N, C, H, W) input (see _BatchRenorm)."""
+
+    def _check_input_dim(self, x):
+        if x.dim() != 4:
+            raise ValueError(f"BatchRenorm2d: expected 4D input, got {x.dim()}D input")
+
+
+class GhostBatchNorm(_BatchNorm):
+    """Ghost batch norm: batch norm over virtual batches of virtual_batch_size samples each.
+
+    In training mode the batch (N, C, *) is cut into ceil(N / virtual_batch_size) consecutive
+    chunks, each normalized with its own statistics (the last chunk may be smaller; it needs more
+    than one value per channel). The running statistics are updated once per call with the
+    average of the chunks' means and unbiased variances. Eval mode is batch norm's. Parameters and
+    buffers are BatchNorm's. Hoffer, Hubara & Soudry 2017, arXiv 1705.08741, §4.1.
+    """
+
+    def __init__(
+        self,
+        num_features,
+        virtual_batch_size=32,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        if virtual_batch_size < 2:
+            raise ValueError(
+                f"GhostBatchNorm: virtual_batch_size must be at least 2, got {virtual_batch_size}"
+            )
+        self.virtual_batch_size = int(virtual_batch_size)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, virtual_batch_size={self.virtual_batch_size}"
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"GhostBatchNorm: expected at least 2D input, got {x.dim()}D input")
+
+    def forward(self, x):
+        self._check_input_dim(x)
+        self._check_channels(x)
+        if not self.training:
+            return self._affine(self._running_xhat(x), x)
+        dims = [0] + list(range(2, x.dim()))  # every axis but C
+        parts, means, unbiased = [], [], []
+        for chunk in x.split(self.virtual_batch_size):  # (<= virtual_batch_size, C, *) each
+            count = chunk.numel() // x.shape[1]
+            if count == 1:
+                raise ValueError(
+                    f"GhostBatchNorm: a virtual batch has one value per channel (batch of "
+                    f"{x.shape[0]}, virtual_batch_size={self.virtual_batch_size})"
+                )
+            xhat, mean, var = normalize(chunk, dims, self.eps)
+            parts.append(xhat)
+            means.append(mean.detach().flatten())
+            unbiased.append(var.detach().flatten() * count / (count - 1))
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        with torch.no_grad():  # the averages of the chunks' statistics; the variance is unbiased
+            mean = torch.stack(means).mean(dim=0).to(self.running_mean.dtype)
+            var = torch.stack(unbiased).mean(dim=0).to(self.running_var.dtype)
+            self.running_mean.mul_(1 - factor).add_(factor * mean)
+            self.running_var.mul_(1 - factor).add_(factor * var)
+        return self._affine(torch.cat(parts), x)
+
+
+class FrozenBatchNorm(_BatchNorm):
+    """Batch norm that always normalizes with its running statistics, in train mode too.
+
+    For fine-tuning with small batches: the statistics stay those of pretraining (neither used
+    from the batch nor updated); weight and bias still train. NB: requires_grad=False on a BN
+    layer freezes weight and bias, not the statistics; eval() freezes the statistics, but a
+    training loop that calls model.train() undoes it. This layer stays frozen. Parameters and
+    buffers are BatchNorm's. (torchvision.ops.FrozenBatchNorm2d also freezes weight and bias.)
+    """
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"FrozenBatchNorm: expected at least 2D input, got {x.dim()}D input")
+
+    def forward(self, x):
+        self._check_input_dim(x)
+        self._check_channels(x)
+        return self._affine(self._running_xhat(x), x)
+
+
+def freeze_batchnorm(model):
+    """Replace every torch.nn or bnlib BatchNorm1d/2d in `model` by a FrozenBatchNorm with the
+    same weight, bias and running statistics; return the model."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm1d | nn.BatchNorm2d | BatchNorm1d | BatchNorm2d):
+            frozen = FrozenBatchNorm(child.num_features, child.eps, child.momentum)
+            frozen.load_state_dict(child.state_dict())
+            setattr(model, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return model
+
+
+# --- module 3: batch norm with time-varying noise (Santurkar et al. 2018) ------------------------
+
+__all__ += ["NoisyBatchNorm1d"]
+
+
+class NoisyBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm followed, in training mode, by noise that shifts and rescales every activation.
+
+    (torch.nn.BatchNorm1d underneath, for speed in the lesson's experiments; the noise is ours.)
+
+    y = (weight * xhat + bias) * s + m, with s_j = exp(scale_std * z_j) and
+    m_j = shift_std * z'_j (z, z' standard normal) drawn anew at every training forward pass,
+    one per activation j and shared by the batch: each step the distribution BN produced gets a
+    random non-zero mean and non-unit variance, a deliberate "internal covariate shift". Eval
+    mode is plain batch norm (no noise). generator: a torch.Generator for the noise (default:
+    the global one), so runs are reproducible.
+    Santurkar et al. 2018, arXiv 1805.11604, §2.1 and Fig. 2 ("noisy" BN).
+    """
+
+    def __init__(self, num_features, shift_std=1.0, scale_std=0.5, generator=None, **kwargs):
+        super().__init__(num_features, **kwargs)
+        if shift_std < 0 or scale_std < 0:
+            raise ValueError(
+                f"NoisyBatchNorm1d: expected shift_std >= 0 and scale_std >= 0, got "
+                f"shift_std={shift_std}, scale_std={scale_std}"
+            )
+        self.shift_std, self.scale_std = float(shift_std), float(scale_std)
+        self.generator = generator
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, shift_std={self.shift_std}, scale_std={self.scale_std}"
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.training:
+            return y
+        shape = _channel_shape(x)  # (1, C) or (1, C, 1): one draw per activation
+        z = torch.randn((2, *shape), generator=self.generator, dtype=y.dtype, device=y.device)
+        return y * torch.exp(self.scale_std * z[0]) + self.shift_std * z[1]

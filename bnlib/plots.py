@@ -286,3 +286,110 @@ def bn_graph(ax=None):
         fontsize=10,
     )
     return ax
+
+
+# --- lesson 4: small batches --------------------------------------------------------------------
+
+__all__ += ["WU_HE_IMAGENET", "NORM_COLORS", "error_vs_batch", "wu_he_panel"]
+
+# Wu & He 2018 (arXiv 1803.08494), Fig. 1 / Table 2: ResNet-50 ImageNet top-1 error (%) against
+# images per GPU.
+WU_HE_IMAGENET = {
+    "batch_sizes": (32, 16, 8, 4, 2),
+    "BN": (23.6, 23.7, 24.8, 27.3, 34.7),
+    "GN": (24.1, 24.2, 24.0, 24.2, 24.1),
+}
+
+
+NORM_COLORS = {"BN": "#1f77b4", "LN": "#d62728", "GN": "#2ca02c", "none": "#ff7f0e"}
+
+
+def error_vs_batch(
+    batch_sizes, errors, labels, ax=None, ylabel="test error (%)", title=None, colors=None
+):
+    """Error against batch size, one line per method, the batch axis reversed as in Wu & He's
+    Fig. 1 (large batches on the left). errors: (methods, batch sizes, seeds) or (methods,
+    batch sizes); with seeds, the line is the mean and the band mean ± std. colors: one per
+    method (default: the style's cycle). Returns the Axes.
+    """
+    ax = _axes(ax)
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim == 2:
+        errors = errors[..., None]
+    if errors.shape[:2] != (len(labels), len(batch_sizes)):
+        raise ValueError(
+            f"error_vs_batch: errors must have shape ({len(labels)}, {len(batch_sizes)}[, seeds]),"
+            f" got {errors.shape}"
+        )
+    colors = colors or [None] * len(labels)
+    for label, e, color in zip(labels, errors, colors, strict=True):
+        mean, std = e.mean(axis=1), e.std(axis=1)
+        (line,) = ax.plot(batch_sizes, mean, "o-", label=label, markersize=4, color=color)
+        if errors.shape[2] > 1:
+            ax.fill_between(batch_sizes, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batch_sizes, [str(n) for n in batch_sizes])
+    ax.minorticks_off()
+    ax.set_xlim(max(batch_sizes) * 1.3, min(batch_sizes) / 1.3)  # reversed: small batches right
+    ax.set_xlabel("batch size (samples per batch)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def wu_he_panel(ax=None):
+    """Wu & He 2018's ImageNet numbers (ResNet-50, top-1 error vs images per GPU), for scale."""
+    d = WU_HE_IMAGENET
+    ax = error_vs_batch(
+        d["batch_sizes"],
+        [d["BN"], d["GN"]],
+        ["BN", "GN"],
+        ax=ax,
+        colors=[NORM_COLORS["BN"], NORM_COLORS["GN"]],
+        title="ImageNet, ResNet-50 (Wu & He 2018, Fig. 1)",
+    )
+    ax.set_xlabel("batch size (images per GPU)")
+    return ax
+
+
+# --- lesson 3: inside training (percentile bands, gradient norms per layer) ---------------------
+
+__all__ += ["percentile_band", "layer_grad_norms"]
+
+
+def percentile_band(steps, pct, ax=None, label=None, color=None, ylabel="input to the sigmoid"):
+    """Draw precomputed percentiles over training: the middle one as a line, a band between the
+    lowest and the highest. steps: (T,); pct: (T, Q), Q >= 2 (e.g. 15th, 50th, 85th), as
+    Ioffe & Szegedy 2015, Fig. 1 (b, c). Returns the Axes."""
+    ax = _axes(ax)
+    pct = np.asarray(pct, dtype=np.float64)
+    if pct.ndim != 2 or pct.shape[0] != len(steps) or pct.shape[1] < 2:
+        raise ValueError(
+            f"percentile_band: pct must have shape (len(steps), Q >= 2) = ({len(steps)}, Q), "
+            f"got {pct.shape}"
+        )
+    (line,) = ax.plot(steps, pct[:, pct.shape[1] // 2], color=color, label=label, linewidth=1.2)
+    ax.fill_between(steps, pct[:, 0], pct[:, -1], color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    if label is not None:
+        ax.legend()
+    return ax
+
+
+def layer_grad_norms(norms, ax=None, title=None, xlabel="layer (1 = input side)"):
+    """Gradient norm per layer on a log scale, one line per entry of norms = {label: (L,) array}.
+
+    Returns the Axes."""
+    ax = _axes(ax)
+    for label, values in norms.items():
+        values = np.asarray(values, dtype=np.float64)
+        ax.semilogy(np.arange(1, len(values) + 1), values, "o-", markersize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("‖∂L/∂W‖ (log scale)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax

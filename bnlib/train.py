@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -190,3 +191,105 @@ def train(
         bar.close()
     model.eval()
     return history
+
+
+# --- module 4: accuracy against batch size ------------------------------------------------------
+
+__all__ += ["replace_batchnorm", "batch_size_sweep"]
+
+
+def replace_batchnorm(model, make):
+    """Replace every torch.nn.BatchNorm1d/2d in `model` by make(num_features); return the model.
+
+    For remedies that are drop-ins for BN: e.g. replace_batchnorm(mlp(norm="bn"),
+    lambda c: bnlib.nn.BatchRenorm1d(c)). BN layers have no random initialization, so the other
+    weights stay those of the seeded model.
+    """
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm1d | nn.BatchNorm2d):
+            setattr(model, name, make(child.num_features))
+        else:
+            replace_batchnorm(child, make)
+    return model
+
+
+def batch_size_sweep(
+    kinds,
+    batch_sizes,
+    seeds,
+    data,
+    *,
+    make_model=None,
+    epochs=2,
+    base_lr=0.05,
+    base_batch=32,
+    progress=False,
+):
+    """Train one model per (kind, batch size, seed) for the same epochs; return test accuracies.
+
+    The learning rate follows the linear scaling rule, lr = base_lr * N / base_batch, as in Wu &
+    He 2018 (§5.1). make_model(kind) builds the model for a kind (default: mlp(norm=kind)); the
+    torch seed is set before each build. Returns (eval_acc, train_acc), arrays of shape
+    (len(kinds), len(batch_sizes), len(seeds)): test accuracy in eval mode (running statistics)
+    and in train mode on test batches of the training batch size (batch statistics).
+    """
+    make_model = make_model or (lambda kind: mlp(norm=kind))
+    shape = (len(kinds), len(batch_sizes), len(seeds))
+    eval_acc, train_acc = np.zeros(shape), np.zeros(shape)
+    x_test, y_test = data[2], data[3]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(np.prod(shape)), desc="batch-size sweep", leave=False)
+    for i, kind in enumerate(kinds):
+        for j, n in enumerate(batch_sizes):
+            for k, seed in enumerate(seeds):
+                torch.manual_seed(seed)
+                model = make_model(kind)
+                train(
+                    model, data, epochs=epochs, batch_size=n, lr=base_lr * n / base_batch, seed=seed
+                )
+                eval_acc[i, j, k] = accuracy(model, x_test, y_test)
+                train_acc[i, j, k] = accuracy(model, x_test, y_test, train_mode=True, batch_size=n)
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return eval_acc, train_acc
+
+
+# --- module 3: learning-rate sweeps and training speed -------------------------------------------
+
+__all__ += ["lr_sweep", "steps_to"]
+
+
+def steps_to(history, target):
+    """The first evaluated step at which test accuracy reached `target`, or None if it never did."""
+    for step, acc in zip(history.steps, history.test_acc, strict=True):
+        if acc >= target:
+            return step
+    return None
+
+
+def lr_sweep(make_model, kinds, lrs, data, *, seed=0, progress=False, **train_kwargs):
+    """Train make_model(kind) once per (kind, learning rate); return {(kind, lr): History}.
+
+    The torch seed is set before each build, so every kind starts from the same random weights
+    for its architecture. train_kwargs go to `train` (steps, batch_size, eval_every, ...).
+    """
+    runs = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(kinds) * len(lrs), desc="learning-rate sweep", leave=False)
+    for kind in kinds:
+        for lr in lrs:
+            torch.manual_seed(seed)
+            runs[kind, lr] = train(make_model(kind), data, lr=lr, seed=seed, **train_kwargs)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return runs

@@ -264,3 +264,330 @@ def bn_explorer(seed=0):
     one feature's x, xhat and y over the batch. Display the returned `BNExplorer` in a cell.
     """
     return BNExplorer(seed=seed)
+
+
+# --- lesson 4: how noisy are the batch statistics? ----------------------------------------------
+
+__all__ += ["BatchNoiseExplorer", "batch_noise_explorer"]
+
+NOISE_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128)
+NOISE_TRIALS = 2000  # batches drawn per batch size
+
+
+def batch_noise_samples(batch_size, trials=NOISE_TRIALS, seed=0, eps=1e-5):
+    """Batch statistics of `trials` batches of one feature, each holding the sample x0 = 2.
+
+    The feature is x = 1 + (lognormal(0, 0.5) - its mean) / its std, so its population mean is 1
+    and its std 1; x0 = 2 sits one standard deviation above the mean, so its population-normalized
+    value is exactly 1. Returns (batch means, batch stds (biased), x0's normalized value), each
+    of shape (trials,).
+    """
+    rng = np.random.default_rng([seed, batch_size])
+    m, s = np.exp(0.125), np.sqrt((np.exp(0.25) - 1) * np.exp(0.25))  # lognormal(0, 0.5) moments
+    others = 1.0 + (rng.lognormal(0.0, 0.5, (trials, batch_size - 1)) - m) / s  # (trials, N - 1)
+    x = np.concatenate([np.full((trials, 1), 2.0), others], axis=1)  # (trials, N), x0 first
+    mean, var = x.mean(axis=1), x.var(axis=1)
+    return mean, np.sqrt(var), (x[:, 0] - mean) / np.sqrt(var + eps)
+
+
+class BatchNoiseExplorer:
+    """A batch-size slider and histograms, over many batches, of the batch mean, the batch std
+    and the normalized value x̂ of one fixed sample (whose population-normalized value is 1).
+
+    All batch sizes are precomputed (`batch_noise_samples`); a redraw only swaps histogram data.
+    CSS classes: the explorer `bnlib-batch-noise`, its slider `bnlib-slider-batch`, the figure
+    `bnlib-noise-figure`.
+    """
+
+    EDGES = (np.linspace(-1.0, 3.0, 61), np.linspace(0.0, 2.5, 61), np.linspace(-1.5, 3.5, 61))
+
+    def __init__(self, seed=0, dpi=DPI):
+        import ipywidgets as w
+
+        self.dpi = dpi
+        self.samples = {n: batch_noise_samples(n, seed=seed) for n in NOISE_BATCH_SIZES}
+        self.batch_size = w.SelectionSlider(
+            options=NOISE_BATCH_SIZES,
+            value=2,
+            description="batch N",
+            continuous_update=False,
+            style={"description_width": "6.5em"},
+        ).add_class("bnlib-slider-batch")
+        self._build_figure()
+        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-noise-figure")
+        self.image.layout.max_width = "100%"
+        self.batch_size.observe(lambda _: setattr(self.image, "value", self.render()), "value")
+        self.widget = w.VBox([self.batch_size, self.image]).add_class("bnlib-batch-noise")
+
+    def spreads(self, batch_size=None):
+        """{"mean": std over batches of the batch mean, "std": ..., "xhat": ...} at batch_size."""
+        values = self.samples[batch_size or self.batch_size.value]
+        return {k: float(v.std()) for k, v in zip(("mean", "std", "xhat"), values, strict=True)}
+
+    def summary(self):
+        n = self.batch_size.value
+        s = self.spreads()
+        return (
+            f"Batch noise explorer: N={n}, over {NOISE_TRIALS} batches: the batch mean varies by "
+            f"±{s['mean']:.3f} (1/sqrt(N) = {1 / np.sqrt(n):.3f}), the batch std by "
+            f"±{s['std']:.3f}, x̂ of the sample 2.0 by ±{s['xhat']:.3f} (population value 1).\n"
+            "(Run the notebook in Jupyter to move the slider.)"
+        )
+
+    def _build_figure(self):
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        titles = ["batch mean μ_B", "batch std σ_B", "x̂ of the sample x₀ = 2"]
+        truth = [1.0, 1.0, 1.0]
+        colors = ["#1f77b4", "#2ca02c", "#d62728"]
+        with mpl.rc_context(STYLE):
+            fig = Figure(figsize=(10.0, 2.8), dpi=self.dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            axes = fig.subplots(1, 3)
+            self._artists = []
+            for ax, title, edges, t, color in zip(
+                axes, titles, self.EDGES, truth, colors, strict=True
+            ):
+                stairs = ax.stairs(np.zeros(len(edges) - 1), edges, fill=True, color=color)
+                ax.axvline(t, color="k", linestyle=":", linewidth=1)
+                text = ax.text(0.98, 0.96, "", transform=ax.transAxes, ha="right", va="top")
+                ax.set_title(title, fontsize=10)
+                ax.set_xlim(edges[0], edges[-1])
+                ax.set_yticks([])
+                ax.grid(False)
+                self._artists.append((ax, stairs, text, edges))
+            axes[0].set_ylabel(f"share of {NOISE_TRIALS} batches")
+            self.figure = fig
+            self._update_artists()
+            fig.canvas.draw()
+            fig.set_layout_engine("none")
+
+    def _update_artists(self):
+        values = self.samples[self.batch_size.value]
+        for (ax, stairs, text, edges), v in zip(self._artists, values, strict=True):
+            counts, _ = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)
+            stairs.set_data(counts / len(v), edges)
+            ax.set_ylim(0, max(counts.max() / len(v), 1e-3) * 1.25)
+            text.set_text(f"spread ±{v.std():.2f}")
+
+    def render(self):
+        """Redraw for the current batch size; returns PNG bytes."""
+        from PIL import Image
+
+        self._update_artists()
+        canvas = self.figure.canvas
+        canvas.draw()
+        width, height = canvas.get_width_height(physical=True)
+        rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
+        buf = io.BytesIO()
+        rgb.save(buf, format="png", compress_level=1)
+        return buf.getvalue()
+
+    def __repr__(self):
+        return self.summary()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_() or {}
+        bundle["text/plain"] = self.summary()
+        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        if include:
+            bundle = {k: v for k, v in bundle.items() if k in include}
+        if exclude:
+            bundle = {k: v for k, v in bundle.items() if k not in exclude}
+        return bundle
+
+
+def batch_noise_explorer(seed=0):
+    """The lesson 4 explorer: a batch-size slider; histograms of the batch mean, the batch std and
+    one sample's normalized value over many batches. Display the returned object in a cell."""
+    return BatchNoiseExplorer(seed=seed)
+
+
+# --- lesson 3: inside training (layer distributions, learning rates) -----------------------------
+
+__all__ += ["LayerDistributionViewer", "LearningRateSelector"]
+
+
+def _png(figure):
+    """PNG bytes of a Figure drawn on its Agg canvas (fast: RGB, low compression)."""
+    from PIL import Image
+
+    canvas = figure.canvas
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+class _PngWidget:
+    """Shared display logic: a VBox `widget` with an Image `image`, and a text `summary()`."""
+
+    def __repr__(self):
+        return self.summary()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_() or {}
+        bundle["text/plain"] = self.summary()
+        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        if include:
+            bundle = {k: v for k, v in bundle.items() if k in include}
+        if exclude:
+            bundle = {k: v for k, v in bundle.items() if k not in exclude}
+        return bundle
+
+    def _figure(self, figsize):
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        with mpl.rc_context(STYLE):  # the axes take the style when they are made
+            fig = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            ax = fig.subplots()
+        return fig, ax
+
+    def _redraw(self, _=None):
+        self.image.value = self.render()
+
+
+class LayerDistributionViewer(_PngWidget):
+    """Pick a layer, a model (e.g. without / with BN) and a training step: a histogram of the
+    inputs of that layer's nonlinearity over one training batch, all units together.
+
+    traces: {model label: bnlib.hooks.Trace} recorded by trace_training with the same layers and
+    keep_every. Everything is precomputed; a redraw swaps the histogram's data.
+    CSS classes: `bnlib-layer-viewer`, `bnlib-layer`, `bnlib-model`, `bnlib-slider-step`,
+    `bnlib-layer-figure`.
+    """
+
+    def __init__(self, traces, dpi=DPI, bins=60):
+        import ipywidgets as w
+
+        self.traces, self.dpi = dict(traces), dpi
+        first = next(iter(self.traces.values()))
+        self.layer_names = list(first.snapshots)
+        self.edges = {}
+        for name in self.layer_names:
+            values = np.concatenate([t.snapshots[name].ravel() for t in self.traces.values()])
+            lo, hi = np.percentile(values, [0.5, 99.5])
+            self.edges[name] = np.linspace(lo, hi, bins + 1)
+        labels = [f"layer {i + 1}" for i in range(len(self.layer_names))]
+        self.layer = w.Dropdown(
+            options=list(zip(labels, self.layer_names, strict=True)),
+            value=self.layer_names[-1],
+            description="layer",
+        ).add_class("bnlib-layer")
+        self.model = w.ToggleButtons(options=list(self.traces), description="model").add_class(
+            "bnlib-model"
+        )
+        self.step = w.SelectionSlider(
+            options=[int(s) for s in first.snapshot_steps],
+            value=int(first.snapshot_steps[-1]),
+            description="step",
+            continuous_update=False,
+        ).add_class("bnlib-slider-step")
+        fig, self.ax = self._figure((6.4, 2.8))
+        edges = self.edges[self.layer.value]
+        self.stairs = self.ax.stairs(np.zeros(len(edges) - 1), edges, fill=True, alpha=0.8)
+        self.lines = [self.ax.axvline(0, color="k", linestyle=":", linewidth=1) for _ in first.q]
+        self.ax.set_xlabel("input to the nonlinearity")
+        self.ax.set_ylabel("share of values")
+        self.figure = fig
+        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-layer-figure")
+        self.image.layout.max_width = "100%"
+        for control in (self.layer, self.model, self.step):
+            control.observe(self._redraw, "value")
+        self.widget = w.VBox([w.HBox([self.layer, self.step]), self.model, self.image])
+        self.widget.add_class("bnlib-layer-viewer")
+
+    def values(self):
+        """The (N, D) inputs shown now."""
+        trace = self.traces[self.model.value]
+        k = int(np.searchsorted(trace.snapshot_steps, self.step.value))
+        return trace.snapshots[self.layer.value][k]
+
+    def summary(self):
+        trace = self.traces[self.model.value]
+        pct = np.percentile(self.values(), trace.q)
+        return (
+            f"Layer distribution viewer: {self.model.value}, {self.layer.label}, step "
+            f"{self.step.value}: percentiles {trace.q} of the inputs = "
+            + ", ".join(f"{p:.2f}" for p in pct)
+            + ".\n(Run the notebook in Jupyter to change layer, model and step.)"
+        )
+
+    def render(self):
+        """Redraw for the current choices; returns PNG bytes."""
+        edges = self.edges[self.layer.value]
+        values = self.values().ravel()
+        counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+        self.stairs.set_data(counts / len(values), edges)
+        self.ax.set_xlim(edges[0], edges[-1])
+        self.ax.set_ylim(0, max(counts.max() / len(values), 1e-3) * 1.15)
+        trace = self.traces[self.model.value]
+        for line, p in zip(self.lines, np.percentile(values, trace.q), strict=True):
+            line.set_xdata([p, p])
+        self.ax.set_title(
+            f"{self.model.value}, {self.layer.label}, step {self.step.value} "
+            f"(dotted: percentiles {', '.join(map(str, trace.q))})",
+            fontsize=10,
+        )
+        return _png(self.figure)
+
+
+class LearningRateSelector(_PngWidget):
+    """A learning-rate slider over precomputed runs: test accuracy against training steps, one
+    line per model kind. runs: {(kind, lr): History} as returned by bnlib.train.lr_sweep.
+    CSS classes: `bnlib-lr-selector`, `bnlib-slider-lr`, `bnlib-lr-figure`.
+    """
+
+    def __init__(self, runs, labels=None, dpi=DPI):
+        import ipywidgets as w
+
+        self.runs, self.dpi = dict(runs), dpi
+        self.kinds = list(dict.fromkeys(k for k, _ in self.runs))
+        self.lrs = sorted({lr for _, lr in self.runs})
+        self.labels = labels or {k: k for k in self.kinds}
+        self.lr = w.SelectionSlider(
+            options=self.lrs,
+            value=self.lrs[len(self.lrs) // 2],
+            description="learning rate",
+            continuous_update=False,
+            style={"description_width": "7em"},
+        ).add_class("bnlib-slider-lr")
+        fig, self.ax = self._figure((6.4, 3.0))
+        last = max(h.steps[-1] for h in self.runs.values())
+        self.lines = {k: self.ax.plot([], [], label=self.labels[k])[0] for k in self.kinds}
+        self.ax.set_xlim(0, last)
+        self.ax.set_ylim(0, 1.02)
+        self.ax.axhline(0.1, color="0.6", linestyle=":", linewidth=1)
+        self.ax.set_xlabel("training step")
+        self.ax.set_ylabel("test accuracy")
+        self.ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # never over a curve
+        self.figure = fig
+        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-lr-figure")
+        self.image.layout.max_width = "100%"
+        self.lr.observe(self._redraw, "value")
+        self.widget = w.VBox([self.lr, self.image]).add_class("bnlib-lr-selector")
+
+    def summary(self):
+        lr = self.lr.value
+        finals = ", ".join(
+            f"{self.labels[k]} {self.runs[k, lr].final_test_acc:.3f}" for k in self.kinds
+        )
+        return (
+            f"Learning-rate selector: lr={lr:g}, final test accuracy: {finals}.\n"
+            "(Run the notebook in Jupyter to move the slider.)"
+        )
+
+    def render(self):
+        """Redraw for the current learning rate; returns PNG bytes."""
+        for kind, line in self.lines.items():
+            h = self.runs[kind, self.lr.value]
+            line.set_data(h.steps, h.test_acc)
+        self.ax.set_title(f"learning rate {self.lr.value:g} (dotted: chance)", fontsize=10)
+        return _png(self.figure)

@@ -239,7 +239,16 @@ def test_state_dict_keys_shapes_and_repr_are_torchs(config):
     assert repr(ours) == repr(theirs)
 
 
-@pytest.mark.parametrize("name", bnn.__all__[:-1])
+TORCH_TWINS = [name for name in bnn.__all__ if hasattr(torch.nn, name) and name[0].isupper()]
+
+
+def test_every_torch_layer_of_the_course_has_a_twin():
+    assert {"BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d"} <= set(
+        TORCH_TWINS
+    )
+
+
+@pytest.mark.parametrize("name", TORCH_TWINS)
 def test_constructor_signatures_are_torchs(name):
     """The same argument names, order, kinds and defaults as torch.nn's (annotations aside)."""
 
@@ -247,7 +256,6 @@ def test_constructor_signatures_are_torchs(name):
         params = inspect.signature(cls.__init__).parameters.values()
         return [(p.name, p.kind, p.default) for p in params]
 
-    assert bnn.__all__[-1] == "normalize"
     assert plain(getattr(bnn, name)) == plain(getattr(torch.nn, name))
 
 

@@ -1,0 +1,79 @@
+"""Lesson 4's claims, rerun at the lesson's settings: at batch 2 BN falls far below LN (and is best
+at batch 32); plus the lesson's plot and widget helpers."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from bnlib.data import load_digits  # noqa: E402
+from bnlib.plots import WU_HE_IMAGENET, error_vs_batch, wu_he_panel  # noqa: E402
+from bnlib.train import batch_size_sweep, mlp, replace_batchnorm  # noqa: E402
+from bnlib.widgets import batch_noise_explorer, batch_noise_samples  # noqa: E402
+
+
+def test_bn_fails_at_batch_2_where_ln_does_not():
+    """The lesson's sweep (2 epochs, lr 0.05 * N / 32, seeds 0, 1, 2) at batch sizes 2 and 32."""
+    torch.set_num_threads(1)
+    acc, train_mode = batch_size_sweep(["bn", "ln"], [2, 32], [0, 1, 2], load_digits(tensors=True))
+    (bn2, bn32), (ln2, ln32) = acc.mean(axis=2)
+    assert bn2 < ln2 - 0.15, (bn2, ln2)
+    assert bn32 > ln32, (bn32, ln32)
+    assert bn2 < bn32 - 0.15
+    # train mode (batch statistics) is worse still at batch 2; LN is the same in both modes
+    assert train_mode[0, 0].mean() < bn2 - 0.1
+    np.testing.assert_array_equal(train_mode[1], acc[1])
+
+
+def test_replace_batchnorm_keeps_the_other_weights():
+    from bnlib.nn import BatchRenorm1d
+
+    torch.manual_seed(0)
+    plain = mlp(norm="bn")
+    torch.manual_seed(0)
+    swapped = replace_batchnorm(mlp(norm="bn"), lambda c: BatchRenorm1d(c))
+    assert sum(isinstance(m, BatchRenorm1d) for m in swapped) == 2
+    torch.testing.assert_close(swapped[0].weight, plain[0].weight)
+
+
+def test_wu_he_numbers_are_the_papers():
+    assert WU_HE_IMAGENET["BN"] == (23.6, 23.7, 24.8, 27.3, 34.7)
+    assert WU_HE_IMAGENET["GN"] == (24.1, 24.2, 24.0, 24.2, 24.1)
+
+
+def test_error_vs_batch_draws_reversed_axes_and_bands():
+    ax = error_vs_batch([2, 4, 8], np.random.rand(2, 3, 3), ["a", "b"])
+    lo, hi = ax.get_xlim()
+    assert lo > hi  # small batches on the right, as in Wu & He's Fig. 1
+    assert len(ax.lines) == 2 and len(ax.collections) == 2
+    with pytest.raises(ValueError, match="errors must have shape"):
+        error_vs_batch([2, 4], np.zeros((2, 3)), ["a", "b"])
+    ax = wu_he_panel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["BN", "GN"]
+    plt.close("all")
+
+
+def test_batch_noise_samples():
+    mean, std, xhat = batch_noise_samples(2, trials=500)
+    assert np.mean(np.abs(np.abs(xhat) - 1) < 0.01) > 0.95  # N = 2: about +-1 (unless x ~ x0)
+    spreads = [batch_noise_samples(n, trials=2000)[0].std() for n in (8, 32, 128)]
+    assert spreads[0] > spreads[1] > spreads[2]
+    assert abs(spreads[2] - 1 / np.sqrt(128)) < 0.02  # the mean's spread ~ 1/sqrt(N)
+
+
+def test_batch_noise_explorer_redraws_fast():
+    import time
+
+    explorer = batch_noise_explorer()
+    assert "N=2" in explorer.summary()
+    start = time.perf_counter()
+    explorer.batch_size.value = 64
+    assert time.perf_counter() - start < 0.5  # < 100 ms unloaded; margin for a busy machine
+    assert "N=64" in repr(explorer)
+    assert explorer.spreads()["xhat"] < explorer.spreads(2)["xhat"]
+    bundle = explorer._repr_mimebundle_()
+    assert {"text/plain", "image/png"} <= set(bundle)
