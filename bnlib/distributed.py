@@ -259,27 +259,29 @@ def sync_bn_step(rank, world_size, batches, weight, bias, douts, sync=True):
     """One training-mode BN forward and backward on this process's batch: the test and the lesson.
 
     batches, douts: lists of K tensors (N_k, C, *), one per process (N_k may differ); weight,
-    bias: (C,). sync=False uses a local bnlib BatchNorm instead (each process its own statistics).
+    bias: (C,), or both None for affine=False. sync=False uses a local bnlib BatchNorm instead
+    (each process its own statistics).
     Returns a dict of this process's out, dx, dweight, dbias (local), running_mean, running_var.
     """
     x = batches[rank].clone().requires_grad_()
-    C = x.shape[1]
+    C, affine = x.shape[1], weight is not None
     if sync:
-        bn = SyncBatchNorm(C, dtype=x.dtype)
+        bn = SyncBatchNorm(C, affine=affine, dtype=x.dtype)
     else:
         from bnlib.nn import BatchNorm1d, BatchNorm2d
 
-        bn = (BatchNorm1d if x.dim() < 4 else BatchNorm2d)(C, dtype=x.dtype)
-    with torch.no_grad():
-        bn.weight.copy_(weight)
-        bn.bias.copy_(bias)
+        bn = (BatchNorm1d if x.dim() < 4 else BatchNorm2d)(C, affine=affine, dtype=x.dtype)
+    if affine:
+        with torch.no_grad():
+            bn.weight.copy_(weight)
+            bn.bias.copy_(bias)
     out = bn(x)
     out.backward(douts[rank])
     return {
         "out": out.detach(),
         "dx": x.grad,
-        "dweight": bn.weight.grad,
-        "dbias": bn.bias.grad,
+        "dweight": bn.weight.grad if affine else None,
+        "dbias": bn.bias.grad if affine else None,
         "running_mean": bn.running_mean.clone(),
         "running_var": bn.running_var.clone(),
     }

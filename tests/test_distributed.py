@@ -16,11 +16,12 @@ from bnlib.distributed import (
 def _reference(batches, weight, bias, douts):
     x = torch.cat(batches).requires_grad_()
     bn = (torch.nn.BatchNorm1d if x.dim() < 4 else torch.nn.BatchNorm2d)(
-        x.shape[1], dtype=torch.float64
+        x.shape[1], affine=weight is not None, dtype=torch.float64
     )
-    with torch.no_grad():
-        bn.weight.copy_(weight)
-        bn.bias.copy_(bias)
+    if weight is not None:
+        with torch.no_grad():
+            bn.weight.copy_(weight)
+            bn.bias.copy_(bias)
     out = bn(x)
     out.backward(torch.cat(douts))
     return out.detach(), x.grad, bn
@@ -39,6 +40,7 @@ def _cases():
         "uneven (N, C)": (flat, [r(*b.shape) for b in flat]),
         "uneven (N, C, H, W)": (images, [r(*b.shape) for b in images]),
         "equal, batch 1 each": ([r(1, C), r(1, C)], [r(1, C), r(1, C)]),
+        "affine=False, uneven": (flat, [r(*b.shape) for b in flat]),
     }
 
 
@@ -50,6 +52,8 @@ def results():
         C = batches[0].shape[1]
         weight = torch.linspace(0.5, 2.0, C, dtype=torch.float64)
         bias = torch.linspace(-1.0, 1.0, C, dtype=torch.float64)
+        if name.startswith("affine=False"):
+            weight = bias = None
         cases[name] = (batches, weight, bias, douts)
     ranks = run_on_processes(sync_bn_steps, 2, list(cases.values()))
     return {
@@ -64,9 +68,11 @@ def test_sync_bn_equals_bn_over_the_concatenated_batch(results, name):
     close = {"rtol": 1e-10, "atol": 1e-10}
     torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), out, **close)
     torch.testing.assert_close(torch.cat([r["dx"] for r in ranks]), dx, **close)
-    # parameter gradients are local: their sum over processes is the full batch's
-    torch.testing.assert_close(sum(r["dweight"] for r in ranks), bn.weight.grad, **close)
-    torch.testing.assert_close(sum(r["dbias"] for r in ranks), bn.bias.grad, **close)
+    if bn.affine:  # parameter gradients are local: their sum over processes is the full batch's
+        torch.testing.assert_close(sum(r["dweight"] for r in ranks), bn.weight.grad, **close)
+        torch.testing.assert_close(sum(r["dbias"] for r in ranks), bn.bias.grad, **close)
+    else:
+        assert all(r["dweight"] is None and r["dbias"] is None for r in ranks)
     for r in ranks:  # identical on every process, and unbiased as in torch.nn.BatchNorm
         torch.testing.assert_close(r["running_mean"], bn.running_mean, **close)
         torch.testing.assert_close(r["running_var"], bn.running_var, **close)
