@@ -1,4 +1,4 @@
-"""Lesson 1 in a real JupyterLab and a real browser: it runs cleanly, its widgets respond.
+"""The lessons in a real JupyterLab and a real browser: they run cleanly, their widgets respond.
 
 The test starts `jupyter lab` from this interpreter on a free localhost port with a random token,
 serving a temporary copy of notebooks/ whose outputs are cleared (so every output on the page comes
@@ -8,7 +8,9 @@ ipywidgets lab extension still come from the environment (sys.prefix/share/jupyt
 Chromium (Debian's, via playwright) then opens lesson 1, runs all cells from the Run menu, saves
 it, and the saved file must hold every code cell executed and no error. It moves the gamma slider
 of `bn_explorer` and waits for new figure bytes, then answers quiz questions and waits for
-feedback. On failure a screenshot lands in the test's tmp folder (its path is in the message).
+feedback. Every other lesson then runs the same way in one shared JupyterLab, and each widget
+that draws a figure must draw a new one when one of its controls moves. On failure a screenshot
+lands in the test's tmp folder (its path is in the message).
 """
 
 import base64
@@ -320,3 +322,101 @@ def test_lesson1_runs_and_its_widgets_respond(tmp_path):
         finally:
             browser.close()
     assert time.monotonic() - started < 120, "the browser test took two minutes or more"
+
+
+# --- every other lesson: runs cleanly in JupyterLab, and each of its figure widgets redraws -------
+
+LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+OTHER_LESSONS = [n for n in LESSONS if n not in ("00_start_here.ipynb", LESSON)]
+
+
+# Every widget of the course that draws a figure is a box holding an ipywidgets Image (an <img>
+# with a blob: URL) and at least one control: the output areas holding one are what a learner
+# is meant to move.
+def _figure_widgets(page):
+    return page.locator(".jp-OutputArea-output").filter(has=page.locator('img[src^="blob:"]'))
+
+
+def _png_of(widget):
+    img = widget.locator('img[src^="blob:"]').first
+    return base64.b64decode(img.evaluate(FIGURE_BYTES_JS))
+
+
+def _nudge(widget, attempt):
+    """Move one control of the widget: a slider step (right, then left if it sat at the end), a
+    toggle button not yet selected, or the next option of a drop-down. Returns what it did."""
+    sliders = widget.locator(".noUi-handle")
+    toggles = widget.locator("button.widget-toggle-button:not(.mod-active)")
+    selects = widget.locator("select")
+    if sliders.count():
+        handle = sliders.first
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        key = "ArrowRight" if attempt % 2 == 0 else "ArrowLeft"
+        handle.press(key)
+        return f"slider {key}"
+    if toggles.count():
+        toggles.nth(attempt % toggles.count()).click()
+        return "toggle button"
+    if selects.count():
+        options = selects.first.locator("option")
+        selects.first.select_option(index=(attempt + 1) % max(options.count(), 1))
+        return "drop-down"
+    raise AssertionError("a figure widget without a slider, toggle button or drop-down")
+
+
+def _every_figure_widget_redraws(page):
+    count = _figure_widgets(page).count()
+    assert count > 0, "the lesson shows no figure widget"
+    assert not page.get_by_text("Error displaying widget").count(), "a widget failed to display"
+    for i in range(count):
+        widget = _figure_widgets(page).nth(i)
+        widget.scroll_into_view_if_needed()
+        before = _png_of(widget)
+        assert before.startswith(b"\x89PNG"), f"widget {i}: its figure is not a PNG"
+        for attempt in range(2):
+            did = _nudge(widget, attempt)
+            try:
+                _wait_until(
+                    lambda w=widget, b=before: _png_of(w) != b, 8, f"widget {i} to redraw ({did})"
+                )
+                break
+            except AssertionError:
+                if attempt == 1:
+                    raise
+    return count
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    tmp = tmp_path_factory.mktemp("lab")
+    with _jupyter_lab(tmp) as (base, token), sync_playwright() as p:
+        browser = launch(p, executable)
+        try:
+            yield base, token, browser, tmp
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("lesson", OTHER_LESSONS)
+def test_lesson_runs_and_its_figure_widgets_redraw(lab, lesson, tmp_path):
+    base, token, browser, root = lab
+    _end[0] = time.monotonic() + 240  # a lesson takes up to a minute; JupyterLab adds to that
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(10_000)
+    try:
+        # a workspace of its own, or JupyterLab would reopen the previous lessons' tabs too
+        workspace = "w" + lesson.split("_")[0]
+        page.goto(f"{base}/lab/workspaces/{workspace}/tree/{lesson}?token={token}", timeout=30_000)
+        nb = _run_all_and_save(page, root / "root" / lesson, timeout=180)
+        _assert_ran_cleanly(nb)
+        _every_figure_widget_redraws(page)
+    except Exception as e:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{lesson}: {e}\nscreenshot: {shot}") from e
+    finally:
+        page.close()
