@@ -3,6 +3,7 @@
 Modules, one idea each:
 - functional: numpy references mirroring torch.nn.functional (forward and backward)
 - nn: torch.nn normalization modules from scratch, state_dict-compatible with PyTorch's
+- inference: BN folded into the layer before it, recalibration, BN's cost (time, memory)
 - train: the small models (MLP, CNN) and the training loop the experiments share
 - hooks: forward hooks that record per-layer statistics during training
 - landscape: loss-landscape probes along the gradient (Santurkar et al. 2018)

@@ -1,5 +1,814 @@
-"""Checks of exercise 02, built on the machinery of bnlib.checks (placeholder: being written)."""
+"""Checks of exercise 2 (train vs eval): the running-statistics update, batch norm in eval mode,
+folding BN into a Linear layer, and a BatchNorm1d module from scratch.
 
-__all__ = []
+Built on bnlib.checks' machinery: hidden cases, named likely mistakes, never raises.
+Shape legend: N batch, D features (= C channels), K outputs of the Linear layer.
+References: Ioffe & Szegedy 2015, arXiv 1502.03167, Alg. 2; torch.nn.BatchNorm1d (momentum
+weights the new batch; running_var stores the unbiased variance);
+torch/nn/utils/fusion.py (fuse_linear_bn_weights).
+"""
 
-TASKS = {}
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bnlib.checks import (
+    CheckResult,
+    Mistake,
+    _array_problem,
+    _Budget,
+    _call,
+    _CallError,
+    _describe_exception,
+    _fail,
+    _guarded,
+    _label,
+    _mismatch,
+    _modified,
+    _not_callable,
+    _Outcome,
+    _Stop,
+    _summary,
+    _type_name,
+    _unpack,
+    matching_mistakes,
+    outputs_match,
+    task,
+)
+
+__all__ = [
+    "RUNNING_MISTAKES",
+    "EVAL_MISTAKES",
+    "FOLD_MISTAKES",
+    "running_stats_reference",
+    "batchnorm_eval_reference",
+    "fold_bn_reference",
+    "check_running_stats",
+    "check_batchnorm_eval",
+    "check_fold_bn",
+    "check_batchnorm_module",
+]
+
+
+def _run_cases(fn, label, cases, run_case, catalogues):
+    budget, outcomes = _Budget(), []
+    for case in cases:
+        try:
+            outcomes.append(run_case(fn, case, budget, label))
+        except _Stop as stop:
+            outcomes.append(_Outcome(case, str(stop)))
+            break
+    return _summary(label, outcomes, len(cases), catalogues)
+
+
+def _compare(outputs, wants, catalogue_of, args, case):
+    """Outcome for named outputs against the references; hints from per-output catalogues."""
+    reasons, hints = [], {}
+    for name, got, want in zip(outputs, outputs.values(), wants, strict=True):
+        problem = _array_problem(got, name, want.shape, want.dtype)
+        if problem is None and outputs_match(got, want):
+            continue
+        if isinstance(got, np.ndarray) and catalogue_of.get(name):
+            hints[name] = matching_mistakes(got, catalogue_of[name], *args, reference=want)
+        reasons.append(problem or _mismatch(name, got, want))
+    if not reasons:
+        return _Outcome(case)
+    return _Outcome(case, "; ".join(reasons), hints)
+
+
+def _pick(mistakes, i):
+    """The mistakes of a function with several outputs, as mistakes of its i-th output."""
+    return [Mistake(m.hint, lambda *a, m=m: m.compute(*a)[i]) for m in mistakes]
+
+
+# --- task 1: the running statistics --------------------------------------------------------------
+
+
+def running_stats_reference(running_mean, running_var, x, momentum, *, variant=None):
+    """PyTorch's update: new = (1 - momentum) * old + momentum * batch statistic; the variance
+    stored is the unbiased one (divided by N - 1). x: (N, D). Returns (new_mean, new_var)."""
+    v, m = variant, momentum
+    mean = x.mean(axis=0)
+    var = x.var(axis=0, ddof=0 if v == "biased" else 1)
+    if v == "std":
+        var = x.std(axis=0, ddof=1)
+    if v == "about_running":  # deviations from the old running mean, not the batch mean
+        var = ((x - running_mean) ** 2).sum(axis=0) / (len(x) - 1)
+    if v == "inverted":
+        return m * running_mean + (1 - m) * mean, m * running_var + (1 - m) * var
+    if v == "batch_only":
+        return mean, var
+    new_mean = (1 - m) * running_mean + m * mean
+    new_var = (1 - m) * running_var + m * var
+    if v == "mean_only":
+        return new_mean, running_var
+    return new_mean, new_var
+
+
+def _rs(variant):
+    return lambda rm, rv, x, m: running_stats_reference(rm, rv, x, m, variant=variant)
+
+
+RUNNING_MISTAKES = [
+    Mistake(
+        "running_var got the biased batch variance (divided by N): PyTorch stores the unbiased "
+        "one, x.var(axis=0, ddof=1), as Alg. 2 of the paper does (m / (m - 1))",
+        _rs("biased"),
+    ),
+    Mistake(
+        "momentum inverted: in PyTorch momentum weights the NEW batch, new = (1 - momentum) * old "
+        "+ momentum * batch (Keras's momentum=0.99 is PyTorch's 0.01)",
+        _rs("inverted"),
+    ),
+    Mistake(
+        "the batch's statistics returned without the moving average: mix them with the old "
+        "running values, weighted by momentum",
+        _rs("batch_only"),
+    ),
+    Mistake("running_var got the batch standard deviation: use the variance", _rs("std")),
+    Mistake(
+        "the batch variance was taken around the old running mean: use the batch's own mean",
+        _rs("about_running"),
+    ),
+    Mistake("running_var is not updated (only running_mean is)", _rs("mean_only")),
+]
+
+
+@dataclass(frozen=True)
+class _RunningCase:
+    name: str
+    short: str
+    running_mean: np.ndarray  # (D,)
+    running_var: np.ndarray  # (D,)
+    x: np.ndarray  # (N, D)
+    momentum: float
+    hint: str = ""
+
+    def args(self):
+        return [self.running_mean.copy(), self.running_var.copy(), self.x.copy(), self.momentum]
+
+    def ref_args(self):
+        return (self.running_mean, self.running_var, self.x, self.momentum)
+
+
+def _running_cases():
+    rng = np.random.default_rng(1502)
+
+    def x(n, d, loc=0.0, scale=1.0):
+        return rng.standard_normal((n, d)) * scale + loc
+
+    return [
+        _RunningCase(
+            "the initial statistics (0, 1), N=8, D=3, momentum=0.1",
+            "first step",
+            np.zeros(3),
+            np.ones(3),
+            x(8, 3, 2.0, 3.0),
+            0.1,
+        ),
+        _RunningCase(
+            "N=2 (the unbiased variance is twice the biased one), D=4, momentum=0.5",
+            "N=2",
+            rng.standard_normal(4),
+            rng.uniform(0.5, 2.0, 4),
+            x(2, 4),
+            0.5,
+            hint="with N=2 the unbiased variance is (a - b)**2 / 2",
+        ),
+        _RunningCase(
+            "momentum=1.0 (only the new batch counts), N=5, D=2",
+            "momentum=1",
+            np.array([5.0, -5.0]),
+            np.array([9.0, 0.1]),
+            x(5, 2, 1.0),
+            1.0,
+        ),
+        _RunningCase(
+            "momentum=0.01 (Keras's 0.99), running values far from the batch's, N=64, D=5",
+            "momentum=0.01",
+            np.full(5, 10.0),
+            np.full(5, 0.01),
+            x(64, 5, -3.0, 2.0),
+            0.01,
+        ),
+        _RunningCase(
+            "a large offset (values near 1000), N=16, D=3, momentum=0.3",
+            "large offset",
+            np.full(3, 1000.0),
+            np.ones(3),
+            x(16, 3, 1000.0, 0.5),
+            0.3,
+        ),
+    ]
+
+
+def _running_case(fn, case, budget, label):
+    args = case.args()
+    try:
+        new_mean, new_var = _unpack(_call(fn, args, budget, label), ("new_mean", "new_var"), label)
+    except _CallError as e:
+        return _Outcome(case, str(e))
+    modified = _modified(label, ("x",), (case.x,), args[2:3])
+    if modified:
+        return _Outcome(case, modified)
+    want = running_stats_reference(*case.ref_args())
+    catalogue = {"new_mean": _pick(RUNNING_MISTAKES, 0), "new_var": _pick(RUNNING_MISTAKES, 1)}
+    got = {"new_mean": new_mean, "new_var": new_var}
+    return _compare(got, want, catalogue, case.ref_args(), case)
+
+
+@_guarded
+def check_running_stats(update_running_stats) -> CheckResult:
+    """Check `update_running_stats(running_mean, running_var, x, momentum) -> (new_mean,
+    new_var)`, PyTorch's semantics, x: (N, D) float64, the running values (D,).
+
+    The arguments are copies: updating them in place and returning them is fine, as is returning
+    new arrays. Returns a CheckResult; the score is the fraction of hidden cases passed.
+    """
+    label = _label(update_running_stats, "update_running_stats")
+    if not callable(update_running_stats):
+        return _not_callable("update_running_stats", update_running_stats)
+    catalogues = {"new_mean": RUNNING_MISTAKES, "new_var": RUNNING_MISTAKES}
+    return _run_cases(update_running_stats, label, _running_cases(), _running_case, catalogues)
+
+
+# --- task 2: batch norm in eval mode -------------------------------------------------------------
+
+
+def batchnorm_eval_reference(x, gamma, beta, running_mean, running_var, eps=1e-5, *, variant=None):
+    """Eval mode (Alg. 2): out = (x - running_mean) / sqrt(running_var + eps) * gamma + beta."""
+    v = variant
+    mean, var = running_mean, running_var
+    if v == "batch_stats":
+        mean, var = x.mean(axis=0), x.var(axis=0)
+    if v == "no_eps":
+        xhat = (x - mean) / np.sqrt(var)
+    elif v == "eps_outside":
+        xhat = (x - mean) / (np.sqrt(var) + eps)
+    elif v == "no_sqrt":
+        xhat = (x - mean) / (var + eps)
+    else:
+        xhat = (x - mean) / np.sqrt(var + eps)
+    if v == "no_affine":
+        return xhat
+    if v == "swapped":
+        return beta * xhat + gamma
+    return gamma * xhat + beta
+
+
+def _ev(variant):
+    return lambda x, g, b, m, v, eps: batchnorm_eval_reference(x, g, b, m, v, eps, variant=variant)
+
+
+EVAL_MISTAKES = [
+    Mistake(
+        "the batch's own mean and variance were used: in eval mode normalize with the running "
+        "statistics (that is the point of eval mode: one sample's output must not depend on "
+        "its batch)",
+        _ev("batch_stats"),
+    ),
+    Mistake("eps is missing: divide by sqrt(running_var + eps)", _ev("no_eps")),
+    Mistake(
+        "eps outside the square root: sqrt(running_var + eps), not sqrt(running_var) + eps",
+        _ev("eps_outside"),
+    ),
+    Mistake(
+        "divided by the variance: divide by the standard deviation, sqrt(running_var + eps)",
+        _ev("no_sqrt"),
+    ),
+    Mistake("gamma and beta swapped: out = gamma * xhat + beta", _ev("swapped")),
+    Mistake("the affine step is missing: out = gamma * xhat + beta", _ev("no_affine")),
+]
+
+
+@dataclass(frozen=True)
+class _EvalCase:
+    name: str
+    short: str
+    x: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    eps: float | None
+    hint: str = ""
+
+    @property
+    def eps_used(self):
+        return 1e-5 if self.eps is None else self.eps
+
+    def args(self):
+        args = [
+            self.x.copy(),
+            self.gamma.copy(),
+            self.beta.copy(),
+            self.running_mean.copy(),
+            self.running_var.copy(),
+        ]
+        return args + ([] if self.eps is None else [self.eps])
+
+    def ref_args(self):
+        return (
+            self.x,
+            self.gamma,
+            self.beta,
+            self.running_mean,
+            self.running_var,
+            self.eps_used,
+        )
+
+
+def _eval_cases():
+    rng = np.random.default_rng(2015)
+
+    def case(name, short, x, mean, var, eps=None, hint=""):
+        D = x.shape[1]
+        gamma = rng.uniform(0.5, 2.0, D) * rng.choice([-1.0, 1.0], D)
+        return _EvalCase(name, short, x, gamma, rng.standard_normal(D), mean, var, eps, hint)
+
+    return [
+        case(
+            "N=6, D=4, running statistics unlike the batch's",
+            "N=6",
+            rng.standard_normal((6, 4)) * 2 + 1,
+            np.array([0.5, -1.0, 2.0, 0.0]),
+            np.array([4.0, 0.25, 1.0, 9.0]),
+        ),
+        case(
+            "a batch of ONE sample, D=3 (eval mode must work for it)",
+            "N=1",
+            rng.standard_normal((1, 3)),
+            np.array([0.1, 0.2, 0.3]),
+            np.array([1.0, 2.0, 0.5]),
+            hint="eval mode uses no batch statistics, so a single sample works",
+        ),
+        case(
+            "a tiny running variance (1e-6), eps=1e-3 passed explicitly, N=5, D=2",
+            "tiny variance, eps passed",
+            rng.standard_normal((5, 2)) * 1e-3,
+            np.zeros(2),
+            np.full(2, 1e-6),
+            eps=1e-3,
+            hint="use the eps argument, inside the square root",
+        ),
+        case(
+            "large values (near 500), N=10, D=3",
+            "large offset",
+            rng.standard_normal((10, 3)) + 500.0,
+            np.full(3, 499.0),
+            np.array([1.0, 4.0, 0.5]),
+        ),
+    ]
+
+
+def _eval_case(fn, case, budget, label):
+    args = case.args()
+    try:
+        out = _call(fn, args, budget, label)
+    except _CallError as e:
+        return _Outcome(case, str(e))
+    if isinstance(out, tuple | list):
+        return _Outcome(
+            case,
+            f"{label} returned a {_type_name(out)} of length {len(out)}: return just the array "
+            "out (no cache: eval mode needs no backward here)",
+        )
+    names = ("x", "gamma", "beta", "running_mean", "running_var")
+    modified = _modified(label, names, case.ref_args()[:5], args[:5])
+    if modified:
+        return _Outcome(case, modified)
+    want = batchnorm_eval_reference(*case.ref_args())
+    return _compare({"out": out}, (want,), {"out": EVAL_MISTAKES}, case.ref_args(), case)
+
+
+@_guarded
+def check_batchnorm_eval(batchnorm_eval) -> CheckResult:
+    """Check `batchnorm_eval(x, gamma, beta, running_mean, running_var, eps=1e-5) -> out`,
+    x: (N, D) float64 (N may be 1), the others (D,). Returns a CheckResult."""
+    label = _label(batchnorm_eval, "batchnorm_eval")
+    if not callable(batchnorm_eval):
+        return _not_callable("batchnorm_eval", batchnorm_eval)
+    return _run_cases(batchnorm_eval, label, _eval_cases(), _eval_case, {"out": EVAL_MISTAKES})
+
+
+# --- task 3: folding BN into the Linear layer before it ------------------------------------------
+
+
+def fold_bn_reference(W, b, gamma, beta, running_mean, running_var, eps=1e-5, *, variant=None):
+    """BN(W x + b) in eval mode as one Linear layer: s = gamma / sqrt(running_var + eps),
+    W_folded = s[:, None] * W (row k times s_k), b_folded = (b - running_mean) * s + beta.
+    W: (K, D); b, gamma, beta, running_mean, running_var: (K,)."""
+    v = variant
+    if v == "no_eps":
+        s = gamma / np.sqrt(running_var)
+    elif v == "no_sqrt":
+        s = gamma / (running_var + eps)
+    else:
+        s = gamma / np.sqrt(running_var + eps)
+    W_f = W * s[None, :] if v == "columns" else W * s[:, None]
+    if v == "W_not_scaled":
+        W_f = W
+    b_f = (b - running_mean) * s + beta
+    if v == "bias_unchanged":
+        b_f = b
+    if v == "old_bias_dropped":
+        b_f = beta - running_mean * s
+    if v == "bias_not_scaled":
+        b_f = b - running_mean * s + beta
+    if v == "no_mean":
+        b_f = b * s + beta
+    if v == "no_beta":
+        b_f = (b - running_mean) * s
+    return W_f, b_f
+
+
+def _fb(variant):
+    return lambda W, b, g, be, m, v, eps: fold_bn_reference(W, b, g, be, m, v, eps, variant=variant)
+
+
+FOLD_MISTAKES = [
+    Mistake(
+        "the bias is not folded: the new bias is (b - running_mean) * s + beta, with "
+        "s = gamma / sqrt(running_var + eps)",
+        _fb("bias_unchanged"),
+    ),
+    Mistake(
+        "the Linear layer's own bias b was dropped: b_folded = (b - running_mean) * s + beta",
+        _fb("old_bias_dropped"),
+    ),
+    Mistake(
+        "b was not scaled: BN scales everything the layer outputs, W x + b, so "
+        "b_folded = (b - running_mean) * s + beta",
+        _fb("bias_not_scaled"),
+    ),
+    Mistake(
+        "the weights were scaled by column: output k is scaled by s_k, so scale ROW k of W "
+        "(W * s[:, None])",
+        _fb("columns"),
+    ),
+    Mistake("W is not scaled: W_folded = W * s[:, None]", _fb("W_not_scaled")),
+    Mistake("eps is missing: s = gamma / sqrt(running_var + eps)", _fb("no_eps")),
+    Mistake("divided by the variance: s = gamma / sqrt(running_var + eps)", _fb("no_sqrt")),
+    Mistake(
+        "running_mean is not subtracted: b_folded = (b - running_mean) * s + beta", _fb("no_mean")
+    ),
+    Mistake("beta is not added: b_folded = (b - running_mean) * s + beta", _fb("no_beta")),
+]
+
+
+@dataclass(frozen=True)
+class _FoldCase:
+    name: str
+    short: str
+    W: np.ndarray  # (K, D)
+    b: np.ndarray  # (K,)
+    gamma: np.ndarray
+    beta: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    eps: float | None
+    hint: str = ""
+
+    @property
+    def eps_used(self):
+        return 1e-5 if self.eps is None else self.eps
+
+    def arrays(self):
+        return (self.W, self.b, self.gamma, self.beta, self.running_mean, self.running_var)
+
+    def args(self):
+        args = [a.copy() for a in self.arrays()]
+        return args + ([] if self.eps is None else [self.eps])
+
+    def ref_args(self):
+        return (*self.arrays(), self.eps_used)
+
+
+def _fold_cases():
+    rng = np.random.default_rng(1503)
+
+    def case(name, short, K, D, eps=None, var_scale=1.0, hint=""):
+        return _FoldCase(
+            name,
+            short,
+            rng.standard_normal((K, D)),
+            rng.standard_normal(K),
+            rng.uniform(0.5, 2.0, K) * rng.choice([-1.0, 1.0], K),
+            rng.standard_normal(K),
+            rng.standard_normal(K) * 2,
+            rng.uniform(0.1, 4.0, K) * var_scale,
+            eps,
+            hint,
+        )
+
+    return [
+        case("Linear(5 -> 3) then BatchNorm1d(3)", "5 -> 3", 3, 5),
+        case("a square layer, Linear(4 -> 4)", "4 -> 4", 4, 4),
+        case(
+            "Linear(2 -> 6), tiny running variances (1e-5), eps=1e-3 passed",
+            "eps passed",
+            6,
+            2,
+            eps=1e-3,
+            var_scale=1e-5,
+            hint="use the eps argument",
+        ),
+        case("a single output, Linear(7 -> 1)", "7 -> 1", 1, 7),
+    ]
+
+
+def _fold_case(fn, case, budget, label):
+    args = case.args()
+    try:
+        W_f, b_f = _unpack(_call(fn, args, budget, label), ("W_folded", "b_folded"), label)
+    except _CallError as e:
+        return _Outcome(case, str(e))
+    names = ("W", "b", "gamma", "beta", "running_mean", "running_var")
+    modified = _modified(label, names, case.arrays(), args[:6])
+    if modified:
+        return _Outcome(case, modified)
+    want = fold_bn_reference(*case.ref_args())
+    catalogue = {"W_folded": _pick(FOLD_MISTAKES, 0), "b_folded": _pick(FOLD_MISTAKES, 1)}
+    return _compare({"W_folded": W_f, "b_folded": b_f}, want, catalogue, case.ref_args(), case)
+
+
+@_guarded
+def check_fold_bn(fold_bn) -> CheckResult:
+    """Check `fold_bn(W, b, gamma, beta, running_mean, running_var, eps=1e-5) -> (W_folded,
+    b_folded)` for Linear (W: (K, D), b: (K,)) followed by BatchNorm1d(K) in eval mode."""
+    label = _label(fold_bn, "fold_bn")
+    if not callable(fold_bn):
+        return _not_callable("fold_bn", fold_bn)
+    catalogues = {"W_folded": FOLD_MISTAKES, "b_folded": FOLD_MISTAKES}
+    return _run_cases(fold_bn, label, _fold_cases(), _fold_case, catalogues)
+
+
+# --- task 4: a BatchNorm1d module ----------------------------------------------------------------
+
+# (mode, batch size) of the steps each case runs, in order: training updates the running
+# statistics, eval must use them (and work on one sample), a second training step follows eval.
+_STEPS = (("train", 4), ("train", 6), ("eval", 5), ("train", 2), ("eval", 1))
+_KEYS = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+_MODULE_RTOL, _MODULE_ATOL = 1e-4, 1e-5  # float32, as torch.nn.BatchNorm1d by default
+
+
+@dataclass(frozen=True)
+class _ModuleCase:
+    name: str
+    short: str
+    num_features: int
+    kwargs: dict
+    seed: int
+    hint: str = ""
+
+
+def _module_cases():
+    return [
+        _ModuleCase("BatchNorm1d(3), the defaults", "defaults", 3, {}, 0),
+        _ModuleCase(
+            "BatchNorm1d(5, eps=1e-3, momentum=0.3)",
+            "eps, momentum passed",
+            5,
+            {"eps": 1e-3, "momentum": 0.3},
+            1,
+            hint="use the eps and momentum arguments of __init__",
+        ),
+        _ModuleCase("BatchNorm1d(1), one feature", "one feature", 1, {}, 2),
+    ]
+
+
+def _inputs(case):
+    import torch
+
+    g = torch.Generator().manual_seed(case.seed)
+    C = case.num_features
+    xs = [torch.randn(n, C, generator=g) * 2 + 1 for _, n in _STEPS]
+    douts = [torch.randn(n, C, generator=g) for _, n in _STEPS]
+    weight = torch.rand(C, generator=g) + 0.5
+    bias = torch.randn(C, generator=g)
+    return xs, douts, weight, bias
+
+
+def _run_module(cls, case):
+    """Build cls(C, **kwargs), give it known weight and bias, run the steps; return a record per
+    step (out, grads, buffers) and the final state_dict, or {"failed": reason} naming the step
+    that raised, or {"keys": (missing, unexpected)} when the state_dict's keys are not torch's."""
+    import torch
+
+    xs, douts, weight, bias = _inputs(case)
+    where = f"{getattr(cls, '__name__', 'the class')}({case.num_features}"
+    where += "".join(f", {k}={v}" for k, v in case.kwargs.items()) + ")"
+    try:
+        module = cls(case.num_features, **case.kwargs)
+    except Exception as e:  # noqa: BLE001 - reported with the step
+        return _failed(where, e)
+    if not isinstance(module, torch.nn.Module):
+        return {"failed": f"{where} is a {_type_name(module)}, not a torch.nn.Module"}
+    keys = set(module.state_dict())
+    if keys != _KEYS:
+        missing, extra = sorted(_KEYS - keys), sorted(keys - _KEYS)
+        return {"keys": (missing, extra)}
+    state = module.state_dict()
+    state = {
+        **state,
+        "weight": weight.to(state["weight"].dtype),
+        "bias": bias.to(state["bias"].dtype),
+    }
+    try:
+        module.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001
+        return _failed(f"{where}.load_state_dict", e)
+    records = []
+    for i, ((mode, n), x, dout) in enumerate(zip(_STEPS, xs, douts, strict=True)):
+        step = f"step {i + 1} ({mode} mode, a batch of {n})"
+        try:
+            module.train(mode == "train")
+            x = x.clone().requires_grad_()
+            params = dict(module.named_parameters())
+            for p in params.values():
+                p.grad = None
+            out = module(x)
+            (out * dout).sum().backward()
+            buffers = dict(module.named_buffers())
+            records.append(
+                {
+                    "step": step,
+                    "out": out.detach().clone(),
+                    "dx": None if x.grad is None else x.grad.clone(),
+                    "dweight": _grad(params.get("weight")),
+                    "dbias": _grad(params.get("bias")),
+                    **{k: buffers[k].detach().clone() for k in _KEYS - {"weight", "bias"}},
+                }
+            )
+        except Exception as e:  # noqa: BLE001
+            return _failed(step, e)
+    return {"records": records, "state": {k: v.clone() for k, v in module.state_dict().items()}}
+
+
+def _failed(where, e):
+    reason = f"{where}: raised {_describe_exception(e)}"
+    if "backward through the graph" in str(e) or "modified by an inplace operation" in str(e):
+        reason += (
+            ". Update the running statistics without building a graph: under torch.no_grad(), "
+            "or from .detach()ed batch statistics"
+        )
+    return {"failed": reason}
+
+
+def _grad(p):
+    return None if p is None or p.grad is None else p.grad.clone()
+
+
+def _tensor_problem(name, got, want):
+    import torch
+
+    if got is None:
+        return f"{name} is None"
+    if not isinstance(got, torch.Tensor):
+        return f"{name} is a {_type_name(got)}, expected a tensor"
+    if tuple(got.shape) != tuple(want.shape):
+        return f"{name} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    g, w = got.detach().double().numpy(), want.detach().double().numpy()
+    if outputs_match(g, w, rtol=_MODULE_RTOL, atol=_MODULE_ATOL):
+        return None
+    return _mismatch(name, g, w)
+
+
+def _module_hint(name, i, got, want, case):
+    """A named likely mistake for output `name` at step i, from what the module did."""
+    import torch
+
+    mode, _ = _STEPS[i]
+    xs = _inputs(case)[0]
+    x = xs[i].double()
+    momentum = case.kwargs.get("momentum", 0.1)
+    eps = case.kwargs.get("eps", 1e-5)
+    prev = want.get("prev")
+
+    def close(a, b):
+        return a is not None and b is not None and _tensor_problem("", a, b) is None
+
+    if name == "num_batches_tracked":
+        return "num_batches_tracked: add 1 at each training step (a buffer of dtype torch.long)"
+    if mode == "eval" and name in ("out", "running_mean", "running_var") and prev is not None:
+        if not all(close(got[k], prev[k]) for k in ("running_mean", "running_var")):
+            return "the running statistics changed in eval mode: update them only when training"
+    if mode == "train" and name in ("running_mean", "running_var") and prev is not None:
+        mean, var_b = x.mean(0), x.var(0, unbiased=False)
+        var_u = x.var(0, unbiased=True)
+        old = prev[name].double()
+        if name == "running_var" and close(got[name], (1 - momentum) * old + momentum * var_b):
+            return RUNNING_MISTAKES[0].hint
+        batch = mean if name == "running_mean" else var_u
+        if close(got[name], momentum * old + (1 - momentum) * batch):
+            return RUNNING_MISTAKES[1].hint
+        if close(got[name], old):
+            return "the running statistics are not updated in training mode"
+    if mode == "eval" and name == "out":
+        w, b = want["weight"].double(), want["bias"].double()
+        batch_out = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps) * w + b
+        if x.shape[0] > 1 and close(got[name], batch_out):
+            return EVAL_MISTAKES[0].hint
+    if name in ("dweight", "dbias") and got[name] is None:
+        return (
+            "weight and bias must be torch.nn.Parameter (so they get gradients and appear in "
+            "the state_dict)"
+        )
+    return None
+
+
+def _module_case(cls, case, budget, label):
+    import torch
+
+    try:
+        got = _call(_run_module, (cls, case), budget, label)
+    except _CallError as e:  # _run_module catches the learner's errors; this is a safety net
+        return _Outcome(case, str(e))
+    if "failed" in got:
+        return _Outcome(case, got["failed"])
+    if "keys" in got:
+        missing, extra = got["keys"]
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unexpected {extra}")
+        return _Outcome(
+            case,
+            f"its state_dict has not torch.nn.BatchNorm1d's keys: {', '.join(parts)} (weight and "
+            "bias are nn.Parameter; running_mean, running_var and num_batches_tracked are "
+            "buffers: self.register_buffer(name, tensor))",
+        )
+    want = _run_module(torch.nn.BatchNorm1d, case)
+    for i, (mine, ref) in enumerate(zip(got["records"], want["records"], strict=True)):
+        for name in ("out", "dx", "dweight", "dbias", "running_mean", "running_var"):
+            problem = _tensor_problem(name, mine[name], ref[name])
+            if problem:
+                context = {
+                    "prev": want["records"][i - 1] if i else _initial(case),
+                    "weight": _inputs(case)[2],
+                    "bias": _inputs(case)[3],
+                }
+                hint = _module_hint(name, i, mine, context, case)
+                reason = f"{mine['step']}: {problem}"
+                return _Outcome(case, reason, {"module": [hint] if hint else []})
+        if int(mine["num_batches_tracked"]) != int(ref["num_batches_tracked"]):
+            hint = _module_hint("num_batches_tracked", i, mine, {}, case)
+            reason = (
+                f"{mine['step']}: num_batches_tracked is {int(mine['num_batches_tracked'])}, "
+                f"expected {int(ref['num_batches_tracked'])}"
+            )
+            return _Outcome(case, reason, {"module": [hint]})
+    return _Outcome(case)
+
+
+def _initial(case):
+    import torch
+
+    C = case.num_features
+    return {"running_mean": torch.zeros(C), "running_var": torch.ones(C)}
+
+
+class _Hints:
+    """A catalogue whose hints are whatever _module_hint said (for _summary's best hint)."""
+
+    def __init__(self, outcomes):
+        self.items = []
+        for o in outcomes:
+            for h in (o.hints or {}).get("module", []):
+                if h not in [m.hint for m in self.items]:
+                    self.items.append(Mistake(h, lambda: None))
+
+
+@_guarded
+def check_batchnorm_module(MyBatchNorm1d) -> CheckResult:
+    """Check a class `MyBatchNorm1d(num_features, eps=1e-5, momentum=0.1)`, a torch.nn.Module for
+    (N, C) inputs, against torch.nn.BatchNorm1d over a sequence of train and eval steps: outputs,
+    input and parameter gradients, running statistics, num_batches_tracked, and the state_dict's
+    keys (so state_dicts load both ways). Returns a CheckResult."""
+    label = getattr(MyBatchNorm1d, "__name__", "MyBatchNorm1d")
+    if not isinstance(MyBatchNorm1d, type):
+        return _fail(
+            f"MyBatchNorm1d must be a class (class MyBatchNorm1d(torch.nn.Module): ...), got "
+            f"{_type_name(MyBatchNorm1d)}"
+        )
+    budget, cases, outcomes = _Budget(), _module_cases(), []
+    for case in cases:
+        try:
+            outcomes.append(_module_case(MyBatchNorm1d, case, budget, label))
+        except _Stop as stop:
+            outcomes.append(_Outcome(case, str(stop)))
+            break
+    return _summary(label, outcomes, len(cases), {"module": _Hints(outcomes).items})
+
+
+TASKS = {
+    "ex02_running_stats": [
+        task("update_running_stats", check_running_stats, ["update_running_stats"]),
+        task("batchnorm_eval", check_batchnorm_eval, ["batchnorm_eval"]),
+        task("fold_bn", check_fold_bn, ["fold_bn"]),
+        task("MyBatchNorm1d", check_batchnorm_module, ["MyBatchNorm1d"]),
+    ],
+}

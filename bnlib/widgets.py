@@ -591,3 +591,137 @@ class LearningRateSelector(_PngWidget):
             line.set_data(h.steps, h.test_acc)
         self.ax.set_title(f"learning rate {self.lr.value:g} (dotted: chance)", fontsize=10)
         return _png(self.figure)
+
+
+# --- lesson 2: running statistics (momentum and batch size) ---------------------------------------
+
+__all__ += ["running_stats_traces", "RunningStatsExplorer"]
+
+RUNNING_MOMENTA = (0.01, 0.03, 0.1, 0.3, 1.0, None)  # None: the cumulative average
+RUNNING_BATCHES = (2, 4, 8, 16, 32, 64, 128)
+RUNNING_STEPS = 300
+POPULATION = (2.0, 4.0)  # the feature's population mean and variance
+
+
+def running_stats_traces(momentum, batch_size, steps=RUNNING_STEPS, seed=0, unbiased=True):
+    """PyTorch's running statistics of one feature (population mean 2, variance 4) over `steps`
+    batches of batch_size: running_mean, running_var, each of shape (steps + 1,), from the initial
+    (0, 1). momentum: PyTorch's (the weight of the new batch), or None for the cumulative average.
+    unbiased=False stores the biased batch variance instead (the classic mistake)."""
+    rng = np.random.default_rng([seed, batch_size])
+    mean, var = POPULATION
+    x = rng.standard_normal((steps, batch_size)) * np.sqrt(var) + mean  # (steps, N)
+    batch_mean = x.mean(axis=1)
+    batch_var = x.var(axis=1, ddof=1 if unbiased else 0)
+    rm, rv = np.empty(steps + 1), np.empty(steps + 1)
+    rm[0], rv[0] = 0.0, 1.0  # PyTorch's initial running statistics
+    for t in range(steps):
+        m = 1.0 / (t + 1) if momentum is None else momentum
+        rm[t + 1] = (1 - m) * rm[t] + m * batch_mean[t]
+        rv[t + 1] = (1 - m) * rv[t] + m * batch_var[t]
+    return rm, rv
+
+
+class RunningStatsExplorer(_PngWidget):
+    """Momentum and batch-size sliders: the running mean and variance of one feature over 300
+    training steps, against the population values they should estimate.
+
+    Every combination is precomputed (`running_stats_traces`); a redraw swaps line data.
+    CSS classes: `bnlib-running-stats`, `bnlib-slider-momentum`, `bnlib-slider-batch`,
+    `bnlib-running-figure`.
+    """
+
+    def __init__(self, seed=0, dpi=DPI):
+        import ipywidgets as w
+
+        self.dpi = dpi
+        self.traces = {
+            (m, n): running_stats_traces(m, n, seed=seed)
+            for m in RUNNING_MOMENTA
+            for n in RUNNING_BATCHES
+        }
+        # NB: a selection widget takes the value None for "nothing selected": use a string
+        labels = [
+            ("None (cumulative)", "None") if m is None else (f"{m:g}", m) for m in RUNNING_MOMENTA
+        ]
+        self.momentum = w.SelectionSlider(
+            options=labels,
+            value=0.1,
+            description="momentum",
+            continuous_update=False,
+            style={"description_width": "6.5em"},
+        ).add_class("bnlib-slider-momentum")
+        self.batch_size = w.SelectionSlider(
+            options=RUNNING_BATCHES,
+            value=8,
+            description="batch N",
+            continuous_update=False,
+            style={"description_width": "6.5em"},
+        ).add_class("bnlib-slider-batch")
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        with mpl.rc_context(STYLE):
+            fig = Figure(figsize=(9.0, 2.8), dpi=self.dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            axes = fig.subplots(1, 2)
+        steps = np.arange(RUNNING_STEPS + 1)
+        self.lines = []
+        for ax, truth, name, limits in zip(
+            axes, POPULATION, ("running_mean", "running_var"), ((-0.5, 4.5), (0, 12)), strict=True
+        ):
+            (line,) = ax.plot(steps, np.zeros_like(steps, dtype=float), color="#1f77b4")
+            ax.axhline(truth, color="k", linestyle=":", linewidth=1)
+            ax.set_xlim(0, RUNNING_STEPS)
+            ax.set_ylim(*limits)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(name)
+            self.lines.append(line)
+        self.axes, self.figure = axes, fig
+        self.render()
+        fig.set_layout_engine("none")  # laid out once: later redraws only swap the lines' data
+        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-running-figure")
+        self.image.layout.max_width = "100%"
+        self.momentum.observe(self._redraw, "value")
+        self.batch_size.observe(self._redraw, "value")
+        self.widget = w.VBox([self.momentum, self.batch_size, self.image]).add_class(
+            "bnlib-running-stats"
+        )
+
+    def errors(self, momentum=None, batch_size=None, last=100, *, current=True):
+        """How far the estimates stray over the last `last` steps: the root mean square error of
+        running_mean and running_var against the population's, for the sliders' values (or the
+        given ones, with current=False)."""
+        key = (self._momentum(), self.batch_size.value) if current else (momentum, batch_size)
+        rm, rv = self.traces[key]
+        mean, var = POPULATION
+        return (
+            float(np.sqrt(np.mean((rm[-last:] - mean) ** 2))),
+            float(np.sqrt(np.mean((rv[-last:] - var) ** 2))),
+        )
+
+    def _momentum(self):
+        return None if self.momentum.value == "None" else self.momentum.value
+
+    def summary(self):
+        m, n = self._momentum(), self.batch_size.value
+        e_mean, e_var = self.errors()
+        label = "None (cumulative)" if m is None else f"{m:g}"
+        return (
+            f"Running statistics explorer: momentum={label}, batch N={n}: over the last 100 of "
+            f"{RUNNING_STEPS} steps the running mean is off by {e_mean:.3f} (rms; population 2) "
+            f"and the running variance by {e_var:.3f} (population 4).\n"
+            "(Run the notebook in Jupyter to move the sliders.)"
+        )
+
+    def render(self):
+        """Redraw for the current sliders; returns PNG bytes."""
+        rm, rv = self.traces[self._momentum(), self.batch_size.value]
+        e_mean, e_var = self.errors()
+        for line, values, ax, e in zip(
+            self.lines, (rm, rv), self.axes, (e_mean, e_var), strict=True
+        ):
+            line.set_ydata(values)
+            ax.set_title(f"last 100 steps: off by {e:.2f} (rms); dotted: population", fontsize=9)
+        return _png(self.figure)
