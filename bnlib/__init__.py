@@ -1,7 +1,8 @@
 """bnlib: the helper package of "Batch Normalization, hands-on".
 
 Modules, one idea each:
-- functional: numpy references mirroring torch.nn.functional (forward and backward)
+- functional: numpy references mirroring torch.nn.functional (forward and backward; BN, LN,
+  IN, GN, RMSNorm)
 - nn: torch.nn normalization modules from scratch, state_dict-compatible with PyTorch's
 - inference: BN folded into the layer before it, recalibration, BN's cost (time, memory)
 - train: the small models (MLP, CNN) and the training loop the experiments share

@@ -30,6 +30,7 @@ __all__ = [
     "layer_norm",
     "instance_norm",
     "group_norm",
+    "rms_norm",
     "batch_norm_backward",
     "layer_norm_backward",
     "group_norm_backward",
@@ -330,6 +331,26 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     xhat, _, _ = normalize(x.reshape(N, G, -1), (2,), eps)  # (N, G, C/G * prod(*))
     shape = (1, C) + (1,) * (x.ndim - 2)
     return _affine(xhat.reshape(x.shape), weight, bias, shape).astype(x.dtype, copy=False)
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """RMS normalization: y = x / sqrt(mean(x^2) + eps) * weight, per sample over the last
+    len(normalized_shape) axes. No mean is subtracted and there is no bias: it rescales but does
+    not re-center. eps=None uses the machine epsilon of the input's dtype, as PyTorch does.
+    input: (*, *normalized_shape); weight: normalized_shape or None.
+    Returns y, input's shape and dtype.
+    Zhang & Sennrich 2019, arXiv 1910.07467.
+    """
+    fn = "rms_norm"
+    x = _input(fn, input, 1)
+    normalized_shape, axes = _normalized_axes(fn, x, normalized_shape)
+    weight = _per_channel(fn, "weight", weight, normalized_shape)
+    if eps is None:
+        eps = float(np.finfo(x.dtype).eps)
+    xw = _working(x)
+    mean_square = _sum(xw, axes, xw) / prod(normalized_shape)  # float64, keepdims
+    y = xw * (1.0 / np.sqrt(mean_square + eps)).astype(xw.dtype)  # a fresh array
+    return _affine(y, weight, None, normalized_shape).astype(x.dtype, copy=False)
 
 
 # --- backward (training mode: the statistics are the batch's own) --------------------------------

@@ -573,3 +573,53 @@ class NoisyBatchNorm1d(nn.BatchNorm1d):
         shape = _channel_shape(x)  # (1, C) or (1, C, 1): one draw per activation
         z = torch.randn((2, *shape), generator=self.generator, dtype=y.dtype, device=y.device)
         return y * torch.exp(self.scale_std * z[0]) + self.shift_std * z[1]
+
+
+# --- module 5: RMSNorm, the normalization of today's large language models -----------------------
+
+__all__ += ["RMSNorm"]
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight, per sample over the last dimensions.
+
+    No mean subtracted, no bias: LayerNorm without the re-centering. normalized_shape: int or
+    tuple, the trailing dimensions; weight has that shape. eps=None uses the machine epsilon of
+    the input's dtype, as torch.nn.RMSNorm. Zhang & Sennrich 2019, arXiv 1910.07467.
+    """
+
+    def __init__(
+        self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None
+    ):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = nn.Parameter(
+                torch.ones(self.normalized_shape, device=device, dtype=dtype)
+            )
+        else:
+            self.register_parameter("weight", None)
+
+    def extra_repr(self):
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
+
+    def forward(self, x):
+        k = len(self.normalized_shape)
+        if x.dim() < k or tuple(x.shape[x.dim() - k :]) != self.normalized_shape:
+            raise ValueError(
+                f"RMSNorm: normalized_shape={self.normalized_shape} must match the last "
+                f"dimensions of the input, got input of shape {tuple(x.shape)}"
+            )
+        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
+        dims = list(range(x.dim() - k, x.dim()))
+        x64 = x.double()  # NB: the statistic in float64, as the other layers here
+        y = x64 * torch.rsqrt(x64.square().mean(dim=dims, keepdim=True) + eps)
+        if self.weight is not None:
+            y = y * self.weight
+        return y.to(x.dtype)

@@ -161,12 +161,13 @@ def feature_grid(ax, highlight, row_label="N (samples)", col_label="D (features)
     return ax
 
 
-def tensor_cube(ax, highlight, axis_labels=("N", "C", "H, W")):
+def tensor_cube(ax, highlight, axis_labels=("N", "C", "H, W"), see_through=False):
     """Draw an (N, C, S) tensor as a cube of cells on a 3-D Axes, highlighted cells in blue.
 
     As Wu & He 2018, Fig. 2: the spatial axes (L, or H and W) are flattened into one axis S.
     ax: an Axes made with projection="3d"; highlight: (N, C, S) bool, e.g. the values that
-    share one mean. Only the outer faces show, so an inner slice shows as stripes on them.
+    share one mean. Only the outer faces show, so an inner slice shows as stripes on them;
+    see_through=True draws the other cells faint and without edges, so inner cells show.
     Returns the Axes.
     """
     from matplotlib.colors import to_rgba
@@ -175,10 +176,15 @@ def tensor_cube(ax, highlight, axis_labels=("N", "C", "H, W")):
     if highlight.ndim != 3:
         raise ValueError(f"tensor_cube: highlight must be (N, C, S), got {highlight.shape}")
     N, C, S = highlight.shape
-    faces = np.where(highlight[..., None], to_rgba(_HIGHLIGHT), to_rgba(_PLAIN))  # (N, C, S, 4)
-    ax.voxels(
-        np.ones_like(highlight), facecolors=faces, edgecolor="0.3", linewidth=0.6, shade=False
-    )
+    plain = to_rgba(_PLAIN, alpha=0.12 if see_through else 1.0)
+    faces = np.where(highlight[..., None], to_rgba(_HIGHLIGHT), plain)  # (N, C, S, 4)
+    if see_through:  # the faint cells' edges only as a wire frame of the whole tensor
+        ax.voxels(~highlight, facecolors=faces, edgecolor=(0, 0, 0, 0.08), linewidth=0.4)
+        ax.voxels(highlight, facecolors=faces, edgecolor="0.2", linewidth=0.6, shade=False)
+    else:
+        ax.voxels(
+            np.ones_like(highlight), facecolors=faces, edgecolor="0.3", linewidth=0.6, shade=False
+        )
     ax.set_box_aspect((N, C, S))
     ax.view_init(elev=22, azim=-58)
     ax.set_axis_off()
@@ -393,3 +399,69 @@ def layer_grad_norms(norms, ax=None, title=None, xlabel="layer (1 = input side)"
         ax.set_title(title)
     ax.legend()
     return ax
+
+
+# --- lesson 5: which values share statistics, in each normalization -------------------------------
+
+__all__ += ["NORM_FUNCTIONS", "shared_statistics", "norm_cubes"]
+
+
+def _bn(x, groups):
+    from bnlib import functional as F
+
+    return F.batch_norm(x, None, None, training=True)
+
+
+def _ln(x, groups):
+    from bnlib import functional as F
+
+    return F.layer_norm(x, x.shape[1:])
+
+
+def _in(x, groups):
+    from bnlib import functional as F
+
+    return F.instance_norm(x)
+
+
+def _gn(x, groups):
+    from bnlib import functional as F
+
+    return F.group_norm(x, groups)
+
+
+# name -> (title, f(x, groups)): bnlib.functional's implementations, training mode
+NORM_FUNCTIONS = {
+    "BN": ("Batch Norm", _bn),
+    "LN": ("Layer Norm", _ln),
+    "IN": ("Instance Norm", _in),
+    "GN": ("Group Norm", _gn),
+}
+
+
+def shared_statistics(method, shape=(4, 6, 2, 3), index=(1, 2, 0, 0), groups=2, seed=0):
+    """Which values of an (N, C, H, W) input share one mean and variance with the value at
+    `index`, found by asking the implementation itself: nudge that one input value and mark
+    every output that moves (a value's output depends on the other values only through its
+    group's statistics). method: a key of NORM_FUNCTIONS. Returns a bool array of `shape`."""
+    f = NORM_FUNCTIONS[method][1]
+    x = np.random.default_rng(seed).standard_normal(shape)
+    nudged = x.copy()
+    nudged[index] += 1.0
+    return np.abs(f(nudged, groups) - f(x, groups)) > 1e-9
+
+
+def norm_cubes(methods=("BN", "LN", "IN", "GN"), groups=2, shape=(4, 6, 2, 3), index=(1, 2, 0, 0)):
+    """Wu & He 2018's Fig. 2, computed: for each method, the cube (N, C, H*W) with the values
+    that share statistics with one value highlighted (`shared_statistics`). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2.9 * len(methods), 3.2))
+    for k, method in enumerate(methods, 1):
+        mask = shared_statistics(method, shape, index, groups)
+        ax = fig.add_subplot(1, len(methods), k, projection="3d")
+        tensor_cube(ax, mask.reshape(shape[0], shape[1], -1), see_through=True)
+        title = NORM_FUNCTIONS[method][0] + (f" (G={groups})" if method == "GN" else "")
+        ax.set_title(f"{title}\n{int(mask.sum())} values share a mean", fontsize=10, y=1.0)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.02)
+    return fig

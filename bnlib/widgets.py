@@ -725,3 +725,116 @@ class RunningStatsExplorer(_PngWidget):
             line.set_ydata(values)
             ax.set_title(f"last 100 steps: off by {e:.2f} (rms); dotted: population", fontsize=9)
         return _png(self.figure)
+
+
+# --- lesson 5: which values share statistics ------------------------------------------------------
+
+__all__ += ["NormGroupExplorer"]
+
+_CUBE_SHAPE = (4, 6, 2, 3)  # (N, C, H, W): small enough to see every cell
+_CUBE_INDEX = (1, 2, 0, 0)  # the value whose statistics group is highlighted
+_GROUPINGS = {  # what each method computes statistics over, and how many pairs for _CUBE_SHAPE
+    "BN": ("(N, H, W): one channel, every sample", lambda N, C, G: C),
+    "LN": ("(C, H, W): one sample, every channel", lambda N, C, G: N),
+    "IN": ("(H, W): one sample, one channel", lambda N, C, G: N * C),
+    "GN": ("(C/G, H, W): one sample, one group of channels", lambda N, C, G: N * G),
+}
+
+
+class NormGroupExplorer(_PngWidget):
+    """Pick a normalization (BN, LN, IN, GN) and GN's number of groups G: the cube of an
+    (N, C, H, W) activation with the values that share one mean and variance highlighted (found
+    from bnlib.functional's implementation, `bnlib.plots.shared_statistics`), and the statistics
+    themselves. All frames are rendered once, up front; a redraw swaps the image.
+    CSS classes: `bnlib-norm-groups`, `bnlib-norm-method`, `bnlib-slider-groups`,
+    `bnlib-norm-figure`.
+    """
+
+    GROUPS = (1, 2, 3, 6)
+
+    def __init__(self, seed=0, dpi=DPI):
+        import ipywidgets as w
+
+        self.dpi = dpi
+        rng = np.random.default_rng(seed)
+        N, C = _CUBE_SHAPE[:2]
+        # an activation whose channels differ in offset and scale, as in a real network
+        self.x = rng.standard_normal(_CUBE_SHAPE) * rng.uniform(0.5, 3.0, (1, C, 1, 1))
+        self.x += rng.uniform(-2.0, 2.0, (1, C, 1, 1))
+        self.frames = {}
+        for method in _GROUPINGS:
+            for g in self.GROUPS if method == "GN" else (2,):
+                self.frames[method, g] = self._render_frame(method, g)
+        self.method = w.ToggleButtons(
+            options=list(_GROUPINGS), value="BN", description="method"
+        ).add_class("bnlib-norm-method")
+        self.groups = w.SelectionSlider(
+            options=self.GROUPS,
+            value=2,
+            description="G (GN)",
+            continuous_update=False,
+            style={"description_width": "6.5em"},
+        ).add_class("bnlib-slider-groups")
+        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-norm-figure")
+        self.image.layout.max_width = "100%"
+        self.method.observe(self._redraw, "value")
+        self.groups.observe(self._redraw, "value")
+        self.widget = w.VBox([self.method, self.groups, self.image]).add_class("bnlib-norm-groups")
+
+    def _key(self):
+        method = self.method.value
+        return method, (self.groups.value if method == "GN" else 2)
+
+    def statistics(self, method=None, groups=None):
+        """(values per statistic, number of (mean, var) pairs, the highlighted group's mean and
+        variance) for the current controls or the given ones."""
+        from bnlib.plots import shared_statistics
+
+        method, groups = method or self._key()[0], groups or self._key()[1]
+        mask = shared_statistics(method, _CUBE_SHAPE, _CUBE_INDEX, groups)
+        N, C = _CUBE_SHAPE[:2]
+        values = self.x[mask]
+        return int(mask.sum()), _GROUPINGS[method][1](N, C, groups), values.mean(), values.var()
+
+    def _render_frame(self, method, groups):
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        from bnlib.plots import NORM_FUNCTIONS, shared_statistics, tensor_cube
+
+        mask = shared_statistics(method, _CUBE_SHAPE, _CUBE_INDEX, groups)
+        m, pairs, mean, var = self.statistics(method, groups)
+        N, C, H, W = _CUBE_SHAPE
+        with mpl.rc_context(STYLE):
+            fig = Figure(figsize=(8.0, 3.0), dpi=self.dpi)
+            FigureCanvasAgg(fig)
+            ax = fig.add_axes((0.0, 0.06, 0.42, 0.94), projection="3d")
+            tensor_cube(ax, mask.reshape(N, C, -1), see_through=True)
+            name = NORM_FUNCTIONS[method][0] + (f", G={groups}" if method == "GN" else "")
+            lines = [
+                name,
+                "",
+                "statistics over " + _GROUPINGS[method][0].replace(": ", ":\n    "),
+                f"values sharing one mean and variance: {m}",
+                f"(mean, variance) pairs for this ({N}, {C}, {H}, {W}) input: {pairs}",
+                "",
+                f"the blue group: mean {mean:+.2f}, variance {var:.2f}",
+                "depends on the other samples: " + ("yes" if method == "BN" else "no"),
+            ]
+            fig.text(0.44, 0.9, "\n".join(lines), va="top", fontsize=9.5, linespacing=1.45)
+        return _png(fig)
+
+    def summary(self):
+        method, groups = self._key()
+        m, pairs, mean, var = self.statistics()
+        label = f"GN with G={groups}" if method == "GN" else method
+        return (
+            f"Normalization groups explorer: {label}: statistics over {_GROUPINGS[method][0]}; "
+            f"{m} values share each mean; {pairs} (mean, variance) pairs for an input of shape "
+            f"{_CUBE_SHAPE}.\n(Run the notebook in Jupyter to use the controls.)"
+        )
+
+    def render(self):
+        """The frame for the current controls (PNG bytes)."""
+        return self.frames[self._key()]
