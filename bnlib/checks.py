@@ -624,6 +624,20 @@ def _summary(label, outcomes, total, catalogues, notes=()):
     return _fail(_sentences(parts), passed / total)
 
 
+def _run_cases(run_case, cases):
+    """run_case(case, budget) for each case in order, all sharing one time budget; stops at the
+    first case whose learner code does not finish in time (its outcome says so). Returns the
+    outcomes: fewer than the cases when it stopped."""
+    budget, outcomes = _Budget(), []
+    for case in cases:
+        try:
+            outcomes.append(run_case(case, budget))
+        except _Stop as stop:
+            outcomes.append(_Outcome(case, str(stop)))
+            break
+    return outcomes
+
+
 def _sentences(parts):
     """Join phrases into sentences, each ending in one full stop (or its own '?')."""
     return " ".join(p.rstrip(". ") + ("" if p.endswith("?") else ".") for p in parts)
@@ -640,13 +654,8 @@ def check_batchnorm_forward(batchnorm_forward) -> CheckResult:
     label = _label(batchnorm_forward, "batchnorm_forward")
     if not callable(batchnorm_forward):
         return _not_callable("batchnorm_forward", batchnorm_forward)
-    budget, cases, outcomes = _Budget(), _forward_cases(), []
-    for case in cases:
-        try:
-            outcomes.append(_forward_case(batchnorm_forward, case, budget, label))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+    cases = _forward_cases()
+    outcomes = _run_cases(lambda c, b: _forward_case(batchnorm_forward, c, b, label), cases)
     return _summary(label, outcomes, len(cases), {"out": FORWARD_MISTAKES})
 
 

@@ -18,7 +18,6 @@ from bnlib.checks import (
     CheckResult,
     Mistake,
     _array_problem,
-    _Budget,
     _call,
     _CallError,
     _describe_exception,
@@ -29,7 +28,7 @@ from bnlib.checks import (
     _modified,
     _not_callable,
     _Outcome,
-    _Stop,
+    _run_cases,
     _summary,
     _type_name,
     _unpack,
@@ -52,14 +51,8 @@ __all__ = [
 ]
 
 
-def _run_cases(fn, label, cases, run_case, catalogues):
-    budget, outcomes = _Budget(), []
-    for case in cases:
-        try:
-            outcomes.append(run_case(fn, case, budget, label))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+def _check(fn, label, cases, run_case, catalogues):
+    outcomes = _run_cases(lambda c, b: run_case(fn, c, b, label), cases)
     return _summary(label, outcomes, len(cases), catalogues)
 
 
@@ -231,7 +224,7 @@ def check_running_stats(update_running_stats) -> CheckResult:
     if not callable(update_running_stats):
         return _not_callable("update_running_stats", update_running_stats)
     catalogues = {"new_mean": RUNNING_MISTAKES, "new_var": RUNNING_MISTAKES}
-    return _run_cases(update_running_stats, label, _running_cases(), _running_case, catalogues)
+    return _check(update_running_stats, label, _running_cases(), _running_case, catalogues)
 
 
 # --- task 2: batch norm in eval mode -------------------------------------------------------------
@@ -390,7 +383,7 @@ def check_batchnorm_eval(batchnorm_eval) -> CheckResult:
     label = _label(batchnorm_eval, "batchnorm_eval")
     if not callable(batchnorm_eval):
         return _not_callable("batchnorm_eval", batchnorm_eval)
-    return _run_cases(batchnorm_eval, label, _eval_cases(), _eval_case, {"out": EVAL_MISTAKES})
+    return _check(batchnorm_eval, label, _eval_cases(), _eval_case, {"out": EVAL_MISTAKES})
 
 
 # --- task 3: folding BN into the Linear layer before it ------------------------------------------
@@ -542,7 +535,7 @@ def check_fold_bn(fold_bn) -> CheckResult:
     if not callable(fold_bn):
         return _not_callable("fold_bn", fold_bn)
     catalogues = {"W_folded": FOLD_MISTAKES, "b_folded": FOLD_MISTAKES}
-    return _run_cases(fold_bn, label, _fold_cases(), _fold_case, catalogues)
+    return _check(fold_bn, label, _fold_cases(), _fold_case, catalogues)
 
 
 # --- task 4: a BatchNorm1d module ----------------------------------------------------------------
@@ -794,13 +787,8 @@ def check_batchnorm_module(MyBatchNorm1d) -> CheckResult:
             f"MyBatchNorm1d must be a class (class MyBatchNorm1d(torch.nn.Module): ...), got "
             f"{_type_name(MyBatchNorm1d)}"
         )
-    budget, cases, outcomes = _Budget(), _module_cases(), []
-    for case in cases:
-        try:
-            outcomes.append(_module_case(MyBatchNorm1d, case, budget, label))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+    cases = _module_cases()
+    outcomes = _run_cases(lambda c, b: _module_case(MyBatchNorm1d, c, b, label), cases)
     return _summary(label, outcomes, len(cases), {"module": _Hints(outcomes).items})
 
 

@@ -27,6 +27,7 @@ from bnlib.checks import (
     _modified,
     _not_callable,
     _Outcome,
+    _run_cases,
     _Stop,
     _summary,
     _type_name,
@@ -258,13 +259,8 @@ def check_layer_percentiles(layer_percentiles) -> CheckResult:
     label = _label(layer_percentiles, "layer_percentiles")
     if not callable(layer_percentiles):
         return _not_callable("layer_percentiles", layer_percentiles)
-    budget, cases, outcomes = _Budget(), _model_cases(), []
-    for case in cases:
-        try:
-            outcomes.append(_percentile_case(layer_percentiles, case, budget, label))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+    cases = _model_cases()
+    outcomes = _run_cases(lambda c, b: _percentile_case(layer_percentiles, c, b, label), cases)
     return _summary(label, outcomes, len(cases), {"percentiles": PERCENTILE_MISTAKES})
 
 

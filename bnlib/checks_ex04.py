@@ -15,7 +15,6 @@ import numpy as np
 from bnlib.checks import (
     Mistake,
     _array_problem,
-    _Budget,
     _call,
     _CallError,
     _guarded,
@@ -24,7 +23,7 @@ from bnlib.checks import (
     _modified,
     _not_callable,
     _Outcome,
-    _Stop,
+    _run_cases,
     _summary,
     _unpack,
     matching_mistakes,
@@ -280,13 +279,8 @@ def check_batch_renorm_forward(batch_renorm_forward):
     label = _label(batch_renorm_forward, "batch_renorm_forward")
     if not callable(batch_renorm_forward):
         return _not_callable("batch_renorm_forward", batch_renorm_forward)
-    budget, cases, outcomes = _Budget(), _renorm_cases(), []
-    for case in cases:
-        try:
-            outcomes.append(_renorm_case(batch_renorm_forward, case, budget, label))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+    cases = _renorm_cases()
+    outcomes = _run_cases(lambda c, b: _renorm_case(batch_renorm_forward, c, b, label), cases)
     return _summary(label, outcomes, len(cases), {"out": BATCH_RENORM_MISTAKES})
 
 
@@ -430,13 +424,8 @@ def check_global_batch_stats(global_batch_stats):
     label = _label(global_batch_stats, "global_batch_stats")
     if not callable(global_batch_stats):
         return _not_callable("global_batch_stats", global_batch_stats)
-    budget, cases, outcomes = _Budget(), _stats_cases(), []
-    for case in cases:
-        try:
-            outcomes.append(_stats_case(global_batch_stats, case, budget, label))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+    cases = _stats_cases()
+    outcomes = _run_cases(lambda c, b: _stats_case(global_batch_stats, c, b, label), cases)
     catalogue = {"mean": GLOBAL_STATS_MISTAKES, "var": GLOBAL_STATS_MISTAKES}
     return _summary(label, outcomes, len(cases), catalogue)
 

@@ -27,6 +27,7 @@ from bnlib.checks import (
     _modified,
     _not_callable,
     _Outcome,
+    _run_cases,
     _Stop,
     _summary,
     _unpack,
@@ -183,13 +184,9 @@ def _forward_outcome(fn, case, budget, label, reference, catalogue):
 
 
 def _run(fn, label, cases, reference, catalogue):
-    budget, outcomes = _Budget(), []
-    for case in cases:
-        try:
-            outcomes.append(_forward_outcome(fn, case, budget, label, reference, catalogue))
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
+    outcomes = _run_cases(
+        lambda c, b: _forward_outcome(fn, c, b, label, reference, catalogue), cases
+    )
     return _summary(label, outcomes, len(cases), {"out": catalogue})
 
 

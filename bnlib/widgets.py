@@ -266,6 +266,53 @@ def bn_explorer(seed=0):
     return BNExplorer(seed=seed)
 
 
+# --- shared by the explorers below: a figure shown as an ipywidgets Image -----------------------
+
+
+def _png(figure):
+    """PNG bytes of a Figure drawn on its Agg canvas (fast: RGB, low compression)."""
+    from PIL import Image
+
+    canvas = figure.canvas
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+class _PngWidget:
+    """Shared display logic: a VBox `widget` with an Image `image`, and a text `summary()`."""
+
+    def __repr__(self):
+        return self.summary()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_() or {}
+        bundle["text/plain"] = self.summary()
+        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        if include:
+            bundle = {k: v for k, v in bundle.items() if k in include}
+        if exclude:
+            bundle = {k: v for k, v in bundle.items() if k not in exclude}
+        return bundle
+
+    def _figure(self, figsize):
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        with mpl.rc_context(STYLE):  # the axes take the style when they are made
+            fig = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            ax = fig.subplots()
+        return fig, ax
+
+    def _redraw(self, _=None):
+        self.image.value = self.render()
+
+
 # --- lesson 4: how noisy are the batch statistics? ----------------------------------------------
 
 __all__ += ["BatchNoiseExplorer", "batch_noise_explorer"]
@@ -290,7 +337,7 @@ def batch_noise_samples(batch_size, trials=NOISE_TRIALS, seed=0, eps=1e-5):
     return mean, np.sqrt(var), (x[:, 0] - mean) / np.sqrt(var + eps)
 
 
-class BatchNoiseExplorer:
+class BatchNoiseExplorer(_PngWidget):
     """A batch-size slider and histograms, over many batches, of the batch mean, the batch std
     and the normalized value x̂ of one fixed sample (whose population-normalized value is 1).
 
@@ -374,29 +421,8 @@ class BatchNoiseExplorer:
 
     def render(self):
         """Redraw for the current batch size; returns PNG bytes."""
-        from PIL import Image
-
         self._update_artists()
-        canvas = self.figure.canvas
-        canvas.draw()
-        width, height = canvas.get_width_height(physical=True)
-        rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
-        buf = io.BytesIO()
-        rgb.save(buf, format="png", compress_level=1)
-        return buf.getvalue()
-
-    def __repr__(self):
-        return self.summary()
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_() or {}
-        bundle["text/plain"] = self.summary()
-        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
-        if include:
-            bundle = {k: v for k, v in bundle.items() if k in include}
-        if exclude:
-            bundle = {k: v for k, v in bundle.items() if k not in exclude}
-        return bundle
+        return _png(self.figure)
 
 
 def batch_noise_explorer(seed=0):
@@ -408,50 +434,6 @@ def batch_noise_explorer(seed=0):
 # --- lesson 3: inside training (layer distributions, learning rates) -----------------------------
 
 __all__ += ["LayerDistributionViewer", "LearningRateSelector"]
-
-
-def _png(figure):
-    """PNG bytes of a Figure drawn on its Agg canvas (fast: RGB, low compression)."""
-    from PIL import Image
-
-    canvas = figure.canvas
-    canvas.draw()
-    width, height = canvas.get_width_height(physical=True)
-    rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
-    buf = io.BytesIO()
-    rgb.save(buf, format="png", compress_level=1)
-    return buf.getvalue()
-
-
-class _PngWidget:
-    """Shared display logic: a VBox `widget` with an Image `image`, and a text `summary()`."""
-
-    def __repr__(self):
-        return self.summary()
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_() or {}
-        bundle["text/plain"] = self.summary()
-        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
-        if include:
-            bundle = {k: v for k, v in bundle.items() if k in include}
-        if exclude:
-            bundle = {k: v for k, v in bundle.items() if k not in exclude}
-        return bundle
-
-    def _figure(self, figsize):
-        import matplotlib as mpl
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        with mpl.rc_context(STYLE):  # the axes take the style when they are made
-            fig = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
-            FigureCanvasAgg(fig)
-            ax = fig.subplots()
-        return fig, ax
-
-    def _redraw(self, _=None):
-        self.image.value = self.render()
 
 
 class LayerDistributionViewer(_PngWidget):
