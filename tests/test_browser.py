@@ -182,7 +182,16 @@ def _save(page, saved):
     before = saved.stat().st_mtime_ns
     _menu(page, "File", "docmanager:save")
     _wait_until(lambda: saved.stat().st_mtime_ns != before, 15, "the notebook to be saved")
-    return nbformat.read(saved, as_version=4)  # the server writes atomically (temp + rename)
+
+    def complete():
+        # NB: Jupyter's "atomic" writing keeps a backup and rewrites the file in place, so a read
+        # right after the change can see it empty or half written: retry until it parses
+        try:
+            return nbformat.read(saved, as_version=4)
+        except (OSError, ValueError):  # NotJSONError and JSONDecodeError are ValueErrors
+            return None
+
+    return _wait_until(complete, 15, "the saved notebook to be complete JSON")
 
 
 def _done(nb):
