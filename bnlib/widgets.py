@@ -31,6 +31,56 @@ BINS = 40
 DPI = 80
 
 
+# --- shared by the explorers: a figure shown as an ipywidgets Image -----------------------
+
+
+def _png(figure):
+    """PNG bytes of a Figure drawn on its Agg canvas (fast: RGB, low compression)."""
+    from PIL import Image
+
+    canvas = figure.canvas
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
+    buf = io.BytesIO()
+    # compress_level 1: PNG's default level takes a large part of the redraw and barely shrinks
+    rgb.save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+class _PngWidget:
+    """Shared display logic: a VBox `widget` with an Image `image`, and a text `summary()`; shown
+    where no widget front end runs as the summary and the current figure (base64 PNG, as Jupyter
+    stores images)."""
+
+    def __repr__(self):
+        return self.summary()
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_() or {}
+        bundle["text/plain"] = self.summary()
+        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        if include:
+            bundle = {k: v for k, v in bundle.items() if k in include}
+        if exclude:
+            bundle = {k: v for k, v in bundle.items() if k not in exclude}
+        return bundle
+
+    def _figure(self, figsize):
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        with mpl.rc_context(STYLE):  # the axes take the style when they are made
+            fig = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
+            FigureCanvasAgg(fig)
+            ax = fig.subplots()
+        return fig, ax
+
+    def _redraw(self, _=None):
+        self.image.value = self.render()
+
+
 def _features(seed):
     """The two features the explorer offers, POOL samples each (float64)."""
     rng = np.random.default_rng(seed)
@@ -42,7 +92,7 @@ def _features(seed):
     }
 
 
-class BNExplorer:
+class BNExplorer(_PngWidget):
     """Histograms of one feature over a batch: the input x, xhat and y = gamma * xhat + beta.
 
     xhat = (x - mean) / sqrt(var + eps), with the batch's mean and biased variance
@@ -209,17 +259,8 @@ class BNExplorer:
 
     def render(self):
         """Redraw the figure for the current sliders; returns the PNG bytes."""
-        from PIL import Image
-
         self._update_artists()
-        canvas = self.figure.canvas
-        canvas.draw()  # one Agg pass; the layout was fixed once in _build_figure
-        width, height = canvas.get_width_height(physical=True)
-        rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
-        buf = io.BytesIO()
-        # compress_level 1: PNG's default level takes a large part of the redraw and barely shrinks.
-        rgb.save(buf, format="png", compress_level=1)
-        return buf.getvalue()
+        return _png(self.figure)  # one Agg pass; the layout was fixed once in _build_figure
 
     def _on_change(self, _change):
         self.image.value = self.render()
@@ -242,75 +283,12 @@ class BNExplorer:
             widgets[key].value = value
         return self
 
-    # --- display ---------------------------------------------------------------------------------
-
-    def __repr__(self):
-        return self.summary()
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_() or {}
-        bundle["text/plain"] = self.summary()
-        # The current figure, for static viewers (base64 text, as Jupyter stores images).
-        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
-        if include:
-            bundle = {k: v for k, v in bundle.items() if k in include}
-        if exclude:
-            bundle = {k: v for k, v in bundle.items() if k not in exclude}
-        return bundle
-
 
 def bn_explorer(seed=0):
     """The lesson 1 explorer: sliders for gamma, beta, eps and the batch size N, and histograms of
     one feature's x, xhat and y over the batch. Display the returned `BNExplorer` in a cell.
     """
     return BNExplorer(seed=seed)
-
-
-# --- shared by the explorers below: a figure shown as an ipywidgets Image -----------------------
-
-
-def _png(figure):
-    """PNG bytes of a Figure drawn on its Agg canvas (fast: RGB, low compression)."""
-    from PIL import Image
-
-    canvas = figure.canvas
-    canvas.draw()
-    width, height = canvas.get_width_height(physical=True)
-    rgb = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).convert("RGB")
-    buf = io.BytesIO()
-    rgb.save(buf, format="png", compress_level=1)
-    return buf.getvalue()
-
-
-class _PngWidget:
-    """Shared display logic: a VBox `widget` with an Image `image`, and a text `summary()`."""
-
-    def __repr__(self):
-        return self.summary()
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_() or {}
-        bundle["text/plain"] = self.summary()
-        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
-        if include:
-            bundle = {k: v for k, v in bundle.items() if k in include}
-        if exclude:
-            bundle = {k: v for k, v in bundle.items() if k not in exclude}
-        return bundle
-
-    def _figure(self, figsize):
-        import matplotlib as mpl
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        with mpl.rc_context(STYLE):  # the axes take the style when they are made
-            fig = Figure(figsize=figsize, dpi=self.dpi, layout="constrained")
-            FigureCanvasAgg(fig)
-            ax = fig.subplots()
-        return fig, ax
-
-    def _redraw(self, _=None):
-        self.image.value = self.render()
 
 
 # --- lesson 4: how noisy are the batch statistics? ----------------------------------------------
