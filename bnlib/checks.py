@@ -312,8 +312,17 @@ def _modified(label, names, originals, passed):
 # --- hidden cases --------------------------------------------------------------------------------
 
 
+class _EpsCase:
+    """For the case dataclasses with an `eps` field: None calls the learner's function without
+    eps, so its default (1e-5, as PyTorch's) is what the reference must use."""
+
+    @property
+    def eps_used(self):
+        return 1e-5 if self.eps is None else self.eps
+
+
 @dataclass(frozen=True)
-class _Case:
+class _Case(_EpsCase):
     name: str
     short: str  # for the list of cases in a PASS
     x: np.ndarray  # (N, D)
@@ -321,10 +330,6 @@ class _Case:
     beta: np.ndarray  # (D,)
     eps: float | None  # None: call without eps, so the learner's default 1e-5 is used
     hint: str = ""  # said when this case alone fails and no known mistake explains it
-
-    @property
-    def eps_used(self):
-        return 1e-5 if self.eps is None else self.eps
 
     def args(self):
         """Fresh copies of the arguments, so changes made in place can be detected."""

@@ -21,6 +21,7 @@ from bnlib.checks import (
     _call,
     _CallError,
     _describe_exception,
+    _EpsCase,
     _fail,
     _guarded,
     _label,
@@ -277,7 +278,7 @@ EVAL_MISTAKES = [
 
 
 @dataclass(frozen=True)
-class _EvalCase:
+class _EvalCase(_EpsCase):
     name: str
     short: str
     x: np.ndarray
@@ -287,10 +288,6 @@ class _EvalCase:
     running_var: np.ndarray
     eps: float | None
     hint: str = ""
-
-    @property
-    def eps_used(self):
-        return 1e-5 if self.eps is None else self.eps
 
     def args(self):
         args = [
@@ -452,7 +449,7 @@ FOLD_MISTAKES = [
 
 
 @dataclass(frozen=True)
-class _FoldCase:
+class _FoldCase(_EpsCase):
     name: str
     short: str
     W: np.ndarray  # (K, D)
@@ -463,10 +460,6 @@ class _FoldCase:
     running_var: np.ndarray
     eps: float | None
     hint: str = ""
-
-    @property
-    def eps_used(self):
-        return 1e-5 if self.eps is None else self.eps
 
     def arrays(self):
         return (self.W, self.b, self.gamma, self.beta, self.running_mean, self.running_var)

@@ -21,6 +21,7 @@ from bnlib.checks import (
     _Budget,
     _call,
     _CallError,
+    _EpsCase,
     _guarded,
     _label,
     _mismatch,
@@ -310,16 +311,12 @@ NOISY_BN_MISTAKES = [
 
 
 @dataclass(frozen=True)
-class _NoisyCase:
+class _NoisyCase(_EpsCase):
     name: str
     short: str
     arrays: tuple  # x, gamma, beta, shift, scale
     eps: float | None
     hint: str = ""
-
-    @property
-    def eps_used(self):
-        return 1e-5 if self.eps is None else self.eps
 
     def args(self):
         args = [a.copy() for a in self.arrays]

@@ -17,6 +17,7 @@ from bnlib.checks import (
     _array_problem,
     _call,
     _CallError,
+    _EpsCase,
     _guarded,
     _label,
     _mismatch,
@@ -126,7 +127,7 @@ BATCH_RENORM_MISTAKES = [
 
 
 @dataclass(frozen=True)
-class _RenormCase:
+class _RenormCase(_EpsCase):
     name: str
     short: str
     x: np.ndarray  # (N, D)
@@ -138,10 +139,6 @@ class _RenormCase:
     dmax: float
     eps: float | None
     hint: str = ""
-
-    @property
-    def eps_used(self):
-        return 1e-5 if self.eps is None else self.eps
 
     def args(self):
         args = [

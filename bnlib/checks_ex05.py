@@ -21,6 +21,7 @@ from bnlib.checks import (
     _Budget,
     _call,
     _CallError,
+    _EpsCase,
     _guarded,
     _label,
     _mismatch,
@@ -104,7 +105,7 @@ LAYERNORM_MISTAKES = [
 
 
 @dataclass(frozen=True)
-class _Case:
+class _Case(_EpsCase):
     name: str
     short: str
     x: np.ndarray
@@ -113,10 +114,6 @@ class _Case:
     eps: float | None
     groups: int | None = None
     hint: str = ""
-
-    @property
-    def eps_used(self):
-        return 1e-5 if self.eps is None else self.eps
 
     def args(self):
         args = [self.x.copy(), self.gamma.copy(), self.beta.copy()]

@@ -166,10 +166,6 @@ class SyncBatchNorm(_BatchNorm):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.process_group = process_group
 
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"SyncBatchNorm: expected at least 2D input, got {x.dim()}D input")
-
     def _needs_sync(self):
         return (
             self.training

@@ -144,8 +144,15 @@ class _BatchNorm(_Norm):
             num_features, eps, momentum, affine, track_running_stats, device, dtype, bias
         )
 
+    RANKS = None  # the input ranks a subclass accepts, e.g. (2, 3); None: any of at least 2
+
     def _check_input_dim(self, x):
-        raise NotImplementedError
+        name = type(self).__name__
+        if self.RANKS is None and x.dim() < 2:
+            raise ValueError(f"{name}: expected at least 2D input, got {x.dim()}D input")
+        if self.RANKS is not None and x.dim() not in self.RANKS:
+            ranks = " or ".join(f"{r}D" for r in self.RANKS)
+            raise ValueError(f"{name}: expected {ranks} input, got {x.dim()}D input")
 
     def forward(self, x):
         self._check_input_dim(x)
@@ -174,17 +181,13 @@ class _BatchNorm(_Norm):
 class BatchNorm1d(_BatchNorm):
     """Batch normalization over (N, C) or (N, C, L) input, statistics per channel."""
 
-    def _check_input_dim(self, x):
-        if x.dim() not in (2, 3):
-            raise ValueError(f"BatchNorm1d: expected 2D or 3D input, got {x.dim()}D input")
+    RANKS = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
     """Batch normalization over (N, C, H, W) input, statistics per channel over (N, H, W)."""
 
-    def _check_input_dim(self, x):
-        if x.dim() != 4:
-            raise ValueError(f"BatchNorm2d: expected 4D input, got {x.dim()}D input")
+    RANKS = (4,)
 
 
 class InstanceNorm2d(_Norm):
@@ -426,17 +429,13 @@ class _BatchRenorm(_BatchNorm):
 class BatchRenorm1d(_BatchRenorm):
     """Batch renormalization over (N, C) or (N, C, L) input (see _BatchRenorm)."""
 
-    def _check_input_dim(self, x):
-        if x.dim() not in (2, 3):
-            raise ValueError(f"BatchRenorm1d: expected 2D or 3D input, got {x.dim()}D input")
+    RANKS = (2, 3)
 
 
 class BatchRenorm2d(_BatchRenorm):
     """Batch renormalization over (N, C, H, W) input (see _BatchRenorm)."""
 
-    def _check_input_dim(self, x):
-        if x.dim() != 4:
-            raise ValueError(f"BatchRenorm2d: expected 4D input, got {x.dim()}D input")
+    RANKS = (4,)
 
 
 class GhostBatchNorm(_BatchNorm):
@@ -468,10 +467,6 @@ class GhostBatchNorm(_BatchNorm):
 
     def extra_repr(self):
         return f"{super().extra_repr()}, virtual_batch_size={self.virtual_batch_size}"
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"GhostBatchNorm: expected at least 2D input, got {x.dim()}D input")
 
     def forward(self, x):
         self._check_input_dim(x)
@@ -510,10 +505,6 @@ class FrozenBatchNorm(_BatchNorm):
     training loop that calls model.train() undoes it. This layer stays frozen. Parameters and
     buffers are BatchNorm's. (torchvision.ops.FrozenBatchNorm2d also freezes weight and bias.)
     """
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"FrozenBatchNorm: expected at least 2D input, got {x.dim()}D input")
 
     def forward(self, x):
         self._check_input_dim(x)
