@@ -12,7 +12,7 @@ LAB_PORT ?= 8888
 # Jupyter refuses to run as root without a flag (containers, CI); a laptop user never sees it.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test lint format notebooks slides lock clean
+.PHONY: setup lab test test-portable lint format notebooks slides lock clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,19 @@ test: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/bnlib assign --check
 	$(VENV)/bin/pytest
+
+# "Another computer": replay the notebooks and the claims suites with torch's CPU kernels at other
+# capability levels and other thread counts, as learners' CPUs run them (about 20 minutes).
+# Stored outputs must still match where they are exact, and every claim hold where they are not.
+PORTABLE := default:1 avx2:2 native:1
+test-portable: setup
+	@set -e; for cfg in $(PORTABLE); do \
+	  cap=$${cfg%%:*}; threads=$${cfg##*:}; \
+	  echo "== ATEN_CPU_CAPABILITY=$$cap, $$threads torch thread(s)"; \
+	  if [ $$cap = native ]; then unset ATEN_CPU_CAPABILITY; else export ATEN_CPU_CAPABILITY=$$cap; fi; \
+	  OMP_NUM_THREADS=$$threads $(VENV)/bin/pytest -q -p no:cacheprovider \
+	    notebooks solutions tests/test_claims_*.py; \
+	done
 
 lint: setup
 	$(VENV)/bin/ruff check .
