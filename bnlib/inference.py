@@ -9,7 +9,7 @@ so after a Linear or Conv2d layer it can be merged into that layer's weight and 
 
 `fold_batchnorm` does it for one pair, `fold_model` for every pair of an nn.Sequential.
 `recalibrate` recomputes the running statistics with one pass over data (momentum=None: the
-cumulative average). `step_times` and `saved_bytes` measure BN's cost.
+cumulative average). `step_times`, `saved_bytes` and `saved_tensors` measure BN's cost.
 
 Shape legend: N batch, C channels/features, K out, D in.
 References: Ioffe & Szegedy 2015, arXiv 1502.03167, §3.1 and Alg. 2 (inference);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,6 +33,8 @@ __all__ = [
     "step_times",
     "forward_times",
     "saved_bytes",
+    "saved_tensors",
+    "Saved",
 ]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -185,25 +188,70 @@ def forward_times(models, x, repeats=30, warmup=5):
     return {label: sorted(t)[len(t) // 2] for label, t in runs.items()}
 
 
+@dataclass
+class Saved:
+    """One tensor autograd keeps for the backward: the layer whose forward saved it (its name in
+    model.named_modules(), "" for the model itself), its shape and size in bytes, what it is
+    ("input": the model's input x; "parameter"; "buffer": e.g. BN's running statistics;
+    "computed": anything the forward computed), and new=False when the same storage was already
+    saved by an earlier layer (it costs no extra memory)."""
+
+    layer: str
+    shape: tuple
+    nbytes: int
+    kind: str
+    new: bool
+
+
+def saved_tensors(model, x):
+    """The tensors autograd keeps from a training-mode forward pass of model on x, in order.
+
+    Recorded with torch.autograd.graph.saved_tensors_hooks, each attributed to the innermost
+    module running when it was saved. Returns a list of Saved. E.g. a BatchNorm1d(C) on (N, C)
+    keeps its input (N, C), its running mean and variance, its weight, and two computed vectors
+    (C,): the batch mean and 1 / sqrt(var + eps) (PyTorch's save_mean and save_invstd).
+    """
+    names = {m: name for name, m in model.named_modules()}
+    kinds = {p.untyped_storage().data_ptr(): "parameter" for p in model.parameters()}
+    kinds.update({b.untyped_storage().data_ptr(): "buffer" for b in model.buffers()})
+    kinds[x.untyped_storage().data_ptr()] = "input"
+    running, saved, seen = [""], [], set()
+
+    def pack(t):
+        key = t.untyped_storage().data_ptr()
+        kind = kinds.get(key, "computed")
+        nbytes = t.numel() * t.element_size()  # NB: not the storage's: x[:64] shares x's
+        saved.append(Saved(running[-1], tuple(t.shape), nbytes, kind, key not in seen))
+        seen.add(key)
+        return t
+
+    def enter(module, args):
+        running.append(names[module])
+
+    def leave(module, args, out):  # NB: a forward hook that returns a value replaces the output
+        running.pop()
+
+    hooks = [
+        h
+        for m in names
+        for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))
+    ]
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+        del out
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return saved
+
+
 def saved_bytes(model, x):
     """Bytes of the tensors autograd keeps from a training-mode forward pass for the backward.
 
-    Counted with torch.autograd.graph.saved_tensors_hooks; a tensor saved twice (the same
-    storage) is counted once. Parameters are not counted (they are kept anyway).
+    Counted with torch.autograd.graph.saved_tensors_hooks (see saved_tensors); a tensor saved
+    twice (the same storage) is counted once, with the size of the tensor saved (a slice of a
+    data set counts as the slice). Parameters are not counted (they are kept anyway).
     """
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen, total = set(), 0
-
-    def pack(t):
-        nonlocal total
-        key = t.untyped_storage().data_ptr()
-        if key not in seen and key not in params:
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    del out
-    return total
+    return sum(s.nbytes for s in saved_tensors(model, x) if s.new and s.kind != "parameter")

@@ -10,7 +10,14 @@ import torch
 from torch import nn
 
 from bnlib import nn as bnn
-from bnlib.inference import fold_batchnorm, fold_model, recalibrate, saved_bytes, step_times
+from bnlib.inference import (
+    fold_batchnorm,
+    fold_model,
+    recalibrate,
+    saved_bytes,
+    saved_tensors,
+    step_times,
+)
 from bnlib.train import mlp, small_cnn
 from bnlib.widgets import RunningStatsExplorer, running_stats_traces
 
@@ -110,6 +117,35 @@ def test_saved_bytes_counts_what_backward_keeps():
     assert saved_bytes(nn.Sequential(nn.Linear(10, 10)), x) == 64 * 10 * 4
     digits = torch.randn(64, 64)
     assert saved_bytes(mlp(norm="bn"), digits) > saved_bytes(mlp(), digits) > 0
+    # a slice of a data set counts as the slice, not as the whole storage it shares
+    data_set = torch.randn(1000, 10)
+    assert saved_bytes(nn.Sequential(nn.Linear(10, 10)), data_set[:64]) == 64 * 10 * 4
+
+
+def test_saved_tensors_of_batchnorm_are_its_input_and_per_channel_vectors():
+    saved = saved_tensors(nn.BatchNorm1d(5), torch.randn(8, 5))
+    assert [(s.kind, s.shape, s.nbytes) for s in saved] == [
+        ("input", (8, 5), 8 * 5 * 4),
+        ("buffer", (5,), 20),  # running_mean
+        ("buffer", (5,), 20),  # running_var
+        ("parameter", (5,), 20),  # weight
+        ("computed", (5,), 20),  # batch mean
+        ("computed", (5,), 20),  # 1 / sqrt(var + eps)
+    ]
+
+
+def test_saved_tensors_names_the_layer_and_marks_shared_storage():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    saved = saved_tensors(model, torch.randn(5, 4))
+    # Linear 0 keeps x; ReLU its output; Linear 2 the same output again (not new) and its weight
+    assert [(s.layer, s.kind, s.new) for s in saved] == [
+        ("0", "input", True),
+        ("1", "computed", True),
+        ("2", "computed", False),
+        ("2", "parameter", True),
+    ]
+    assert saved_bytes(model, torch.randn(5, 4)) == 5 * 4 * 4 + 5 * 3 * 4
+    assert not model._forward_hooks and not model[0]._forward_pre_hooks  # hooks removed
 
 
 def test_step_times_returns_a_time_per_model():
