@@ -2,15 +2,20 @@
 
 The four normalizations differ in one thing only: which axes share a mean and a variance.
 `normalize` says that once; `batch_norm`, `layer_norm`, `instance_norm` and `group_norm` are thin
-views of it with PyTorch's names, argument order, defaults and semantics, including updating the
-running arrays in place (NB: the course's exercises return new arrays instead).
+views of it (`rms_norm` is its sibling without the mean), with PyTorch's names, argument order,
+defaults and semantics, including updating the running arrays in place (NB: the course's
+exercises return new arrays instead).
 
 Conventions, as PyTorch's (torch/nn/functional.py, aten's CPU kernels):
 - statistics accumulate in float64; elementwise work is in float32 for float16 and float32 input
   (float64 for float64), and outputs keep the input's dtype;
 - normalization uses the biased variance (divide by m), running_var stores the unbiased one
   (divide by m - 1), Ioffe & Szegedy 2015 Alg. 2;
-- running = (1 - momentum) * running + momentum * batch_statistic.
+- running = (1 - momentum) * running + momentum * batch_statistic, computed in float64 and
+  rounded once into the running array's dtype;
+- batch norm wants eps > 0 when it uses the batch's statistics (eps >= 0 otherwise); an empty
+  batch gives an empty output and leaves the running arrays alone.
+Bad input raises InputError, a ValueError and a RuntimeError at once (PyTorch raises either).
 
 Shape legend: N batch, C channels, D features, G groups, * spatial (L, H, W, ...).
 References: Ioffe & Szegedy 2015 (arXiv 1502.03167), Ba et al. 2016 (arXiv 1607.06450),
@@ -24,6 +29,7 @@ from math import prod
 import numpy as np
 
 __all__ = [
+    "InputError",
     "normalize",
     "normalize_backward",
     "batch_norm",
@@ -32,9 +38,20 @@ __all__ = [
     "group_norm",
     "rms_norm",
     "batch_norm_backward",
+    "instance_norm_backward",
     "layer_norm_backward",
     "group_norm_backward",
 ]
+
+
+class InputError(ValueError, RuntimeError):
+    """Bad input to a normalization: a shape, a size or an argument that cannot work.
+
+    Both a ValueError (what the course raises for bad input) and a RuntimeError (what PyTorch
+    raises for most of these, e.g. "running_mean should contain 3 elements not 2"), so a learner's
+    `except ValueError` and a PyTorch user's `except RuntimeError` both catch it. The message says
+    what was expected and what came.
+    """
 
 
 # --- the one core --------------------------------------------------------------------------------
@@ -63,8 +80,14 @@ def normalize(x, axes, eps=1e-5):
     xc = x - mean_x
     var = _sum(xc, axes, xc) / m - np.square(shift)
     xc -= shift.astype(x.dtype)
-    xc *= (1.0 / np.sqrt(var + eps)).astype(x.dtype)  # in place: xc becomes xhat
+    xc *= _inverse_std(var, eps).astype(x.dtype)  # in place: xc becomes xhat
     return xc, mean, var
+
+
+def _inverse_std(var, eps):
+    """1 / sqrt(var + eps) in float64; inf or NaN where var + eps <= 0, as PyTorch, silently."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 / np.sqrt(var + eps)
 
 
 def normalize_backward(grad_xhat, xhat, var, axes, eps=1e-5):
@@ -84,7 +107,7 @@ def normalize_backward(grad_xhat, xhat, var, axes, eps=1e-5):
     dx = xhat * mean_gx.astype(g.dtype)
     np.subtract(g, dx, out=dx)
     dx -= mean_g.astype(g.dtype)
-    dx *= (1.0 / np.sqrt(var + eps)).astype(g.dtype)
+    dx *= _inverse_std(var, eps).astype(g.dtype)
     return dx
 
 
@@ -117,7 +140,7 @@ def _float_array(fn, name, value):
 def _input(fn, input, min_rank):
     x = _float_array(fn, "input", input)
     if x.ndim < min_rank:
-        raise ValueError(
+        raise InputError(
             f"{fn}: expected input with at least {min_rank} dimensions, got shape {x.shape}"
         )
     return x
@@ -134,7 +157,7 @@ def _per_channel(fn, name, value, shape, *, running=False):
         )
     a = _float_array(fn, name, value)
     if a.shape != tuple(shape):
-        raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}, got {a.shape}")
+        raise InputError(f"{fn}: {name} must have shape {tuple(shape)}, got {a.shape}")
     return a
 
 
@@ -159,14 +182,38 @@ def _affine(xhat, weight, bias, shape):
 
 
 def _update_running(running_mean, running_var, mean, var_biased, count, momentum):
-    """running = (1 - momentum) * running + momentum * batch, with the unbiased variance stored."""
+    """running = (1 - momentum) * running + momentum * batch, with the unbiased variance stored.
+
+    Computed in float64 and rounded once into the running array's dtype (float16 arithmetic
+    would round at every step and drift a unit further than PyTorch, which updates in float32).
+    """
     if running_mean is not None:
-        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        running_mean[...] = (1 - momentum) * running_mean.astype(np.float64) + momentum * mean
     if running_var is not None:
         # NB: Bessel's correction m / (m - 1) here only; the normalization itself used 1/m.
-        running_var[...] = (1 - momentum) * running_var + momentum * var_biased * count / (
-            count - 1
+        unbiased = var_biased * count / (count - 1)
+        running_var[...] = (1 - momentum) * running_var.astype(np.float64) + momentum * unbiased
+
+
+def _check_eps(fn, eps, training):
+    """PyTorch's rule for batch norm: eps > 0 with the batch's statistics, else eps >= 0."""
+    if training and not eps > 0:
+        raise InputError(
+            f"{fn}: eps must be positive during training, got eps={eps} (a constant channel has "
+            "variance 0, and 1 / sqrt(0 + eps) must stay finite)"
         )
+    if not eps >= 0:
+        raise InputError(f"{fn}: eps must be non-negative, got eps={eps}")
+
+
+def _as_channels(fn, x):
+    """x as (N, C, *): an empty 1-D input is read as (0, 0), no samples and no channels, as PyTorch
+    reads it; any other input needs at least 2 dimensions."""
+    if x.ndim == 1 and x.size == 0:
+        return x.reshape(0, 0)
+    if x.ndim < 2:
+        raise InputError(f"{fn}: expected input with at least 2 dimensions, got shape {x.shape}")
+    return x
 
 
 # --- forward -------------------------------------------------------------------------------------
@@ -193,7 +240,8 @@ def batch_norm(
     Ioffe & Szegedy 2015, Alg. 1 (training) and Alg. 2 (inference).
     """
     fn = "batch_norm"
-    x = _input(fn, input, 2)
+    given = _float_array(fn, "input", input)
+    x = _as_channels(fn, given)
     C = x.shape[1]
     running_mean = _per_channel(fn, "running_mean", running_mean, (C,), running=True)
     running_var = _per_channel(fn, "running_var", running_var, (C,), running=True)
@@ -201,23 +249,39 @@ def batch_norm(
     bias = _per_channel(fn, "bias", bias, (C,))
     axes = (0,) + tuple(range(2, x.ndim))  # every axis but C
     if training:
-        count = x.size // C if C else 0
-        if count == 1:
-            raise ValueError(
-                f"{fn}: expected more than 1 value per channel when training, got input of shape "
-                f"{x.shape}; a batch of one has no spread to normalize by (use eval mode, or a "
-                "batch-independent norm such as layer_norm or group_norm)"
-            )
+        _check_count(fn, x)
+        _check_eps(fn, eps, training)
+        if x.size == 0:  # NB: an empty batch has no statistics: nothing to normalize or to learn
+            return np.zeros(given.shape, given.dtype)
         xhat, mean, var = normalize(x, axes, eps)
-        _update_running(running_mean, running_var, mean.ravel(), var.ravel(), count, momentum)
+        _update_running(running_mean, running_var, mean.ravel(), var.ravel(), x.size // C, momentum)
     else:
-        if running_mean is None or running_var is None:
-            raise ValueError(f"{fn}: running_mean and running_var are required when training=False")
-        mean = _channel_view(running_mean.astype(np.float64), x.ndim)
-        var = _channel_view(running_var.astype(np.float64), x.ndim)
-        xhat = (x.astype(np.float64) - mean) / np.sqrt(var + eps)
+        _check_eps(fn, eps, training)
+        xhat = _running_xhat(fn, x, running_mean, running_var, eps, "training=False")
     shape = (1, C) + (1,) * (x.ndim - 2)
-    return _affine(xhat, weight, bias, shape).astype(x.dtype, copy=False)
+    y = _affine(xhat, weight, bias, shape).astype(x.dtype, copy=False)
+    return y.reshape(given.shape)
+
+
+def _check_count(fn, x):
+    """Batch statistics need more than one value per channel: N * prod(*) != 1."""
+    C = x.shape[1]
+    if C and x.size // C == 1:
+        raise InputError(
+            f"{fn}: expected more than 1 value per channel when training, got input of shape "
+            f"{x.shape}; a batch of one has no spread to normalize by (use eval mode, or a "
+            "batch-independent norm such as layer_norm or group_norm)"
+        )
+
+
+def _running_xhat(fn, x, running_mean, running_var, eps, mode):
+    """(x - running_mean) / sqrt(running_var + eps) per channel, in float64; x: (N, C, *)."""
+    if running_mean is None or running_var is None:
+        raise InputError(f"{fn}: running_mean and running_var are required when {mode}")
+    mean = _channel_view(running_mean.astype(np.float64), x.ndim)
+    var = _channel_view(running_var.astype(np.float64), x.ndim)
+    with np.errstate(divide="ignore", invalid="ignore"):  # as PyTorch: inf or NaN, silently
+        return (x.astype(np.float64) - mean) / np.sqrt(var + eps)
 
 
 def _normalized_axes(fn, x, normalized_shape):
@@ -225,8 +289,13 @@ def _normalized_axes(fn, x, normalized_shape):
         normalized_shape = (int(normalized_shape),)
     normalized_shape = tuple(int(d) for d in normalized_shape)
     k = len(normalized_shape)
-    if k == 0 or x.ndim < k or x.shape[x.ndim - k :] != normalized_shape:
-        raise ValueError(
+    if k == 0:
+        raise InputError(
+            f"{fn}: normalized_shape must name at least one dimension (the statistics are over "
+            f"the last len(normalized_shape) axes), got normalized_shape=()"
+        )
+    if x.ndim < k or x.shape[x.ndim - k :] != normalized_shape:
+        raise InputError(
             f"{fn}: normalized_shape={normalized_shape} must match the last dimensions of the "
             f"input, got input of shape {x.shape}"
         )
@@ -278,39 +347,52 @@ def instance_norm(
     bias = _per_channel(fn, "bias", bias, (C,))
     axes = tuple(range(2, x.ndim))  # the spatial axes
     if use_input_stats:
-        count = prod(x.shape[2:])
-        if count == 1:
-            raise ValueError(
-                f"{fn}: expected more than 1 spatial element when training, got input of shape "
-                f"{x.shape}"
-            )
+        count = _check_spatial(fn, x)
         xhat, mean, var = normalize(x, axes, eps)
-        _update_running(  # (N, C, 1, ...) -> (C,): the batch average of per-instance statistics
-            running_mean,
-            running_var,
-            mean.reshape(x.shape[:2]).mean(axis=0),
-            var.reshape(x.shape[:2]).mean(axis=0),
-            count,
-            momentum,
-        )
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError(
-                f"{fn}: running_mean and running_var are required when use_input_stats=False"
+        if x.shape[0]:  # an empty batch has no statistics to learn from
+            _update_running(  # (N, C, 1, ...) -> (C,): the batch average of per-instance statistics
+                running_mean,
+                running_var,
+                mean.reshape(x.shape[:2]).mean(axis=0),
+                var.reshape(x.shape[:2]).mean(axis=0),
+                count,
+                momentum,
             )
-        mean = _channel_view(running_mean.astype(np.float64), x.ndim)
-        var = _channel_view(running_var.astype(np.float64), x.ndim)
-        xhat = (x.astype(np.float64) - mean) / np.sqrt(var + eps)
+    else:
+        xhat = _running_xhat(fn, x, running_mean, running_var, eps, "use_input_stats=False")
     shape = (1, C) + (1,) * (x.ndim - 2)
     return _affine(xhat, weight, bias, shape).astype(x.dtype, copy=False)
 
 
+def _check_spatial(fn, x):
+    """Instance statistics need more than one spatial element: prod(*) > 1. Returns prod(*)."""
+    count = prod(x.shape[2:])
+    if count == 1:
+        raise InputError(
+            f"{fn}: expected more than 1 spatial element when training, got input of shape "
+            f"{x.shape}"
+        )
+    return count
+
+
 def _groups(fn, x, num_groups):
-    C = x.shape[1]
+    """G, checked to divide C; and, as PyTorch, more than one value in N * (C/G * prod(*))."""
+    N, C = x.shape[:2]
     G = int(num_groups)
     if G <= 0 or C % G:
-        raise ValueError(f"{fn}: num_groups={G} must divide the {C} channels of input {x.shape}")
+        raise InputError(f"{fn}: num_groups={G} must divide the {C} channels of input {x.shape}")
+    if N * (C // G) * prod(x.shape[2:]) == 1:
+        raise InputError(
+            f"{fn}: expected more than 1 value per group, got input of shape {x.shape} with "
+            f"num_groups={G}; a group of one value has no spread to normalize by"
+        )
     return G
+
+
+def _grouped(x, G):
+    """(N, C, *) -> (N, G, C/G * prod(*)); explicit sizes, so an empty batch reshapes too."""
+    N, C = x.shape[:2]
+    return x.reshape(N, G, C // G * prod(x.shape[2:]))
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
@@ -328,7 +410,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     G = _groups(fn, x, num_groups)
     weight = _per_channel(fn, "weight", weight, (C,))
     bias = _per_channel(fn, "bias", bias, (C,))
-    xhat, _, _ = normalize(x.reshape(N, G, -1), (2,), eps)  # (N, G, C/G * prod(*))
+    xhat, _, _ = normalize(_grouped(x, G), (2,), eps)  # (N, G, C/G * prod(*))
     shape = (1, C) + (1,) * (x.ndim - 2)
     return _affine(xhat.reshape(x.shape), weight, bias, shape).astype(x.dtype, copy=False)
 
@@ -366,35 +448,62 @@ def _param_grads(dy, xhat, axes, weight):
 def _grad_output(fn, grad_output, x):
     dy = _float_array(fn, "grad_output", grad_output)
     if dy.shape != x.shape:
-        raise ValueError(f"{fn}: grad_output must have the input's shape {x.shape}, got {dy.shape}")
+        raise InputError(f"{fn}: grad_output must have the input's shape {x.shape}, got {dy.shape}")
     return _working(dy)
 
 
-def batch_norm_backward(grad_output, input, weight=None, eps=1e-5):
-    """Gradients of batch_norm(..., training=True) with respect to input, weight and bias.
+def batch_norm_backward(
+    grad_output,
+    input,
+    weight=None,
+    eps=1e-5,
+    *,
+    running_mean=None,
+    running_var=None,
+    training=True,
+):
+    """Gradients of batch_norm with respect to input, weight and bias.
 
-    With m values per channel and sums over (N, *):
+    Training (the batch's statistics), with m values per channel and sums over (N, *):
         grad_bias = sum(dy),  grad_weight = sum(dy * xhat),
         grad_input = weight / sqrt(var + eps) * (dy - (grad_bias + xhat * grad_weight) / m).
     This is normalize_backward with dxhat = dy * weight: the weight is constant over the values
     that share statistics, so it factors out, and the two means there are the parameter
     gradients divided by m.
-    input, grad_output: (N, C, *); weight: (C,) or None.
+    Evaluation (training=False, the running statistics, constants): batch norm is the per-channel
+    affine map y = weight * (x - running_mean) / sqrt(running_var + eps) + bias, so
+        grad_input = weight / sqrt(running_var + eps) * dy, and the same grad_weight, grad_bias
+    with xhat = (x - running_mean) / sqrt(running_var + eps).
+    input, grad_output: (N, C, *); weight, running_mean, running_var: (C,) or None (the running
+    statistics are required when training=False).
     Returns (grad_input, grad_weight, grad_bias): input's shape, (C,), (C,); the last two are None
     when weight is None (no affine).
-    Ioffe & Szegedy 2015, §3.
+    Ioffe & Szegedy 2015, §3 (training) and Alg. 2 (inference).
     """
     fn = "batch_norm_backward"
-    x = _input(fn, input, 2)
+    given = _float_array(fn, "input", input)
+    x = _as_channels(fn, given)
     C = x.shape[1]
     weight = _per_channel(fn, "weight", weight, (C,))
-    dy = _grad_output(fn, grad_output, x)
+    running_mean = _per_channel(fn, "running_mean", running_mean, (C,))
+    running_var = _per_channel(fn, "running_var", running_var, (C,))
+    dy = _grad_output(fn, grad_output, given).reshape(x.shape)
+    _check_eps(fn, eps, training)
+    if not training:
+        xhat = _running_xhat(fn, x, running_mean, running_var, eps, "training=False")
+        inv_std = _inverse_std(running_var.astype(np.float64), eps)  # (C,)
+        dx, dw, db = _affine_backward(dy, x, xhat, inv_std, weight)
+        return dx.reshape(given.shape), dw, db
+    _check_count(fn, x)
     axes = (0,) + tuple(range(2, x.ndim))
+    m = x.size // C if C else 0
+    if m == 0:  # an empty batch: every gradient is a sum over nothing
+        dx, dw, db = _affine_backward(dy, x, np.zeros(x.shape), np.zeros(C), weight)
+        return dx.reshape(given.shape), dw, db
     xhat, _, var = normalize(x, axes, eps)
-    m = x.size // C
     grad_bias = _sum(dy, axes, keepdims=False)  # (C,)
     grad_weight = _sum(dy, axes, xhat, keepdims=False)  # (C,)
-    scale = 1.0 / np.sqrt(var.ravel() + eps)  # (C,)
+    scale = _inverse_std(var.ravel(), eps)  # (C,)
     if weight is not None:
         scale = scale * weight
 
@@ -409,6 +518,58 @@ def batch_norm_backward(grad_output, input, weight=None, eps=1e-5):
     if weight is None:
         return _cast(dx, x.dtype), None, None
     return _cast(dx, x.dtype), _cast(grad_weight, x.dtype), _cast(grad_bias, x.dtype)
+
+
+def _affine_backward(dy, x, xhat, inv_std, weight):
+    """Gradients of y = weight * xhat + bias with xhat = (x - mean) * inv_std, where mean and
+    inv_std (C,) are constants (the running statistics). dy, x, xhat: (N, C, *)."""
+    scale = inv_std if weight is None else inv_std * weight  # (C,) float64
+    dx = dy * _channel_view(scale, x.ndim).astype(dy.dtype)
+    if weight is None:
+        return _cast(dx, x.dtype), None, None
+    axes = (0,) + tuple(range(2, x.ndim))
+    dw, db = _param_grads(dy, xhat, axes, weight)
+    return _cast(dx, x.dtype), _cast(dw, x.dtype), _cast(db, x.dtype)
+
+
+def instance_norm_backward(
+    grad_output,
+    input,
+    weight=None,
+    eps=1e-5,
+    *,
+    running_mean=None,
+    running_var=None,
+    use_input_stats=True,
+):
+    """Gradients of instance_norm with respect to input, weight and bias.
+
+    With use_input_stats (each instance's own statistics over the spatial axes *), this is
+    normalize_backward per sample and channel with dxhat = dy * weight_c; grad_weight and
+    grad_bias sum dy * xhat and dy over (N, *). With use_input_stats=False the running statistics
+    are constants and the gradients are batch_norm_backward(..., training=False)'s.
+    input, grad_output: (N, C, *); weight, running_mean, running_var: (C,) or None.
+    Returns (grad_input, grad_weight, grad_bias), None for the last two when weight is None.
+    Ulyanov et al. 2016, arXiv 1607.08022.
+    """
+    fn = "instance_norm_backward"
+    x = _input(fn, input, 2)
+    C = x.shape[1]
+    weight = _per_channel(fn, "weight", weight, (C,))
+    running_mean = _per_channel(fn, "running_mean", running_mean, (C,))
+    running_var = _per_channel(fn, "running_var", running_var, (C,))
+    dy = _grad_output(fn, grad_output, x)
+    if not use_input_stats:
+        xhat = _running_xhat(fn, x, running_mean, running_var, eps, "use_input_stats=False")
+        inv_std = _inverse_std(running_var.astype(np.float64), eps)  # (C,)
+        return _affine_backward(dy, x, xhat, inv_std, weight)
+    _check_spatial(fn, x)
+    axes = tuple(range(2, x.ndim))  # the spatial axes
+    xhat, _, var = normalize(x, axes, eps)
+    dxhat = dy if weight is None else dy * _channel_view(weight, x.ndim).astype(dy.dtype)
+    dx = normalize_backward(dxhat, xhat, var, axes, eps)
+    dw, db = _param_grads(dy, xhat, (0, *axes), weight)
+    return _cast(dx, x.dtype), _cast(dw, x.dtype), _cast(db, x.dtype)
 
 
 def layer_norm_backward(grad_output, input, normalized_shape, weight=None, eps=1e-5):
@@ -443,9 +604,9 @@ def group_norm_backward(grad_output, input, num_groups, weight=None, eps=1e-5):
     weight = _per_channel(fn, "weight", weight, (C,))
     dy = _grad_output(fn, grad_output, x)
     shape = (1, C) + (1,) * (x.ndim - 2)
-    xhat, _, var = normalize(x.reshape(N, G, -1), (2,), eps)  # (N, G, C/G * prod(*))
+    xhat, _, var = normalize(_grouped(x, G), (2,), eps)  # (N, G, C/G * prod(*))
     dxhat = dy if weight is None else dy * weight.reshape(shape)
-    dx = normalize_backward(dxhat.reshape(N, G, -1), xhat, var, (2,), eps).reshape(x.shape)
+    dx = normalize_backward(_grouped(dxhat, G), xhat, var, (2,), eps).reshape(x.shape)
     channel_axes = (0,) + tuple(range(2, x.ndim))
     dw, db = _param_grads(dy, xhat.reshape(x.shape), channel_axes, weight)
     return _cast(dx, x.dtype), _cast(dw, x.dtype), _cast(db, x.dtype)

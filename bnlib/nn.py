@@ -1,9 +1,12 @@
 """torch.nn normalization modules written from scratch with plain tensor ops.
 
 Autograd does the backward. Constructor signatures, defaults, parameter and buffer names are
-torch.nn's, so `load_state_dict` works in both directions with torch.nn.BatchNorm1d/2d,
-LayerNorm, GroupNorm and InstanceNorm2d. Statistics are computed in float64 (as PyTorch's CPU
-kernels accumulate them) and the output keeps the input's dtype.
+torch.nn's, so `load_state_dict` works in both directions with torch.nn.BatchNorm1d/2d/3d,
+InstanceNorm1d/2d/3d, LayerNorm, GroupNorm and RMSNorm (old checkpoints without
+num_batches_tracked load too, as in torch.nn). Statistics are computed in float64 (as PyTorch's
+CPU kernels accumulate them), running statistics are updated in float64 and rounded once, and the
+output keeps the input's dtype. Bad input raises bnlib.functional.InputError, both a ValueError
+and a RuntimeError (PyTorch raises either, depending on the check).
 
 Shape legend: N batch, C channels, D features, G groups, L length, H, W spatial.
 Reference: torch/nn/modules/batchnorm.py, instancenorm.py, normalization.py.
@@ -13,11 +16,24 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from math import prod
 
 import torch
 from torch import nn
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d", "normalize"]
+from bnlib.functional import InputError
+
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "normalize",
+]
 
 
 def normalize(x, dims, eps):
@@ -35,12 +51,39 @@ def _channel_shape(x):
     return (1, x.shape[1]) + (1,) * (x.dim() - 2)  # (1, C, 1, ...) broadcasts over (N, C, *)
 
 
+def _memory_format(x):
+    """The layout PyTorch's norms give their output: channels-last in, channels-last out."""
+    if not x.is_contiguous():
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return torch.channels_last
+        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+            return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _check_normalized_shape(name, normalized_shape, x):
+    k = len(normalized_shape)
+    if k == 0:
+        raise InputError(
+            f"{name}: normalized_shape must name at least one dimension (the statistics are over "
+            "the last len(normalized_shape) dimensions), got normalized_shape=()"
+        )
+    if x.dim() < k or tuple(x.shape[x.dim() - k :]) != normalized_shape:
+        raise InputError(
+            f"{name}: normalized_shape={normalized_shape} must match the last "
+            f"dimensions of the input, got input of shape {tuple(x.shape)}"
+        )
+    return list(range(x.dim() - k, x.dim()))
+
+
 class _Norm(nn.Module):
     """Per-channel affine and running statistics shared by BatchNorm and InstanceNorm.
 
     affine: a weight and a bias per channel; bias=False (keyword) keeps only the weight, as in
     torch.nn. track_running_stats: the running_mean, running_var, num_batches_tracked buffers.
     """
+
+    _version = 2  # as torch.nn's: num_batches_tracked came with version 2 (PyTorch 0.4.1)
 
     def __init__(
         self, num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=True
@@ -91,19 +134,37 @@ class _Norm(nn.Module):
             f"track_running_stats={self.track_running_stats}"
         )
 
-    def _check_channels(self, x):
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}: expected {self.num_features} channels (dim 1), "
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        """As torch.nn's: a checkpoint older than version 2 has no num_batches_tracked; count 0."""
+        version = local_metadata.get("version", None)
+        key = prefix + "num_batches_tracked"
+        if (version is None or version < 2) and self.track_running_stats and key not in state_dict:
+            current = self.num_batches_tracked
+            keep = current is not None and current.device != torch.device("meta")
+            state_dict[key] = current if keep else torch.tensor(0, dtype=torch.long)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _check_channels(self, x, dim=1):
+        if x.shape[dim] != self.num_features:
+            raise InputError(
+                f"{type(self).__name__}: expected {self.num_features} channels (dim {dim}), "
                 f"got input of shape {tuple(x.shape)}"
             )
 
     def _update_running(self, mean, var_biased, count, factor):
-        """running = (1 - factor) * running + factor * batch; the unbiased variance is stored."""
+        """running = (1 - factor) * running + factor * batch; the unbiased variance is stored.
+
+        In float64, rounded once into the buffers' dtype (a float16 buffer updated in float16
+        arithmetic would drift further from the true average than PyTorch's).
+        """
         with torch.no_grad():
-            self.running_mean.mul_(1 - factor).add_(factor * mean.to(self.running_mean.dtype))
-            unbiased = var_biased * count / (count - 1)  # NB: Bessel's correction, stored only
-            self.running_var.mul_(1 - factor).add_(factor * unbiased.to(self.running_var.dtype))
+            unbiased = var_biased.double() * count / (count - 1)  # NB: Bessel's correction, stored
+            for buffer, stat in ((self.running_mean, mean.double()), (self.running_var, unbiased)):
+                buffer.copy_((1 - factor) * buffer.double() + factor * stat)
 
     def _running_xhat(self, x):
         shape = _channel_shape(x)
@@ -149,27 +210,45 @@ class _BatchNorm(_Norm):
     def _check_input_dim(self, x):
         name = type(self).__name__
         if self.RANKS is None and x.dim() < 2:
-            raise ValueError(f"{name}: expected at least 2D input, got {x.dim()}D input")
+            raise InputError(f"{name}: expected at least 2D input, got {x.dim()}D input")
         if self.RANKS is not None and x.dim() not in self.RANKS:
             ranks = " or ".join(f"{r}D" for r in self.RANKS)
-            raise ValueError(f"{name}: expected {ranks} input, got {x.dim()}D input")
+            raise InputError(f"{name}: expected {ranks} input, got {x.dim()}D input")
+
+    def _check_eps(self, batch_stats):
+        """PyTorch's rule: eps > 0 with the batch's statistics, eps >= 0 with the running ones."""
+        name = type(self).__name__
+        if batch_stats and not self.eps > 0:
+            raise InputError(
+                f"{name}: eps must be positive during training, got eps={self.eps} (a constant "
+                "channel has variance 0, and 1 / sqrt(0 + eps) must stay finite)"
+            )
+        if not self.eps >= 0:
+            raise InputError(f"{name}: eps must be non-negative, got eps={self.eps}")
 
     def forward(self, x):
         self._check_input_dim(x)
         self._check_channels(x)
-        use_batch_stats = self.training or not self.track_running_stats
+        # As torch.nn: batch statistics in training, and in eval when there are no buffers (NB:
+        # buffers with track_running_stats switched off afterwards are still used in eval).
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        self._check_eps(use_batch_stats)
         if not use_batch_stats:
             return self._affine(self._running_xhat(x), x)
-        count = x.numel() // x.shape[1]
+        count = x.numel() // x.shape[1] if x.shape[1] else 0
         if count == 1:  # NB: also in eval without running statistics, as in PyTorch
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: expected more than 1 value per channel when training, "
                 f"got input of shape {tuple(x.shape)}"
             )
+        update = self.training and self.track_running_stats and self.num_batches_tracked is not None
+        if update:
+            self.num_batches_tracked.add_(1)
+        if count == 0:  # NB: an empty batch: no statistics, the running ones stay as they are
+            return self._affine(x.double() * 0.0, x)
         dims = [0] + list(range(2, x.dim()))  # every axis but C
         xhat, mean, var = normalize(x, dims, self.eps)
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
+        if update:
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked)
             else:
@@ -190,14 +269,22 @@ class BatchNorm2d(_BatchNorm):
     RANKS = (4,)
 
 
-class InstanceNorm2d(_Norm):
-    """y = (x - mean_nc) / sqrt(var_nc + eps) * weight_c + bias_c, statistics over (H, W).
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization over (N, C, D, H, W) input, statistics per channel over (N, D, H, W)."""
 
-    Input (N, C, H, W) or unbatched (C, H, W). Defaults as torch.nn.InstanceNorm2d: no affine, no
-    running statistics. With track_running_stats, eval mode uses the running statistics, which
-    average the per-instance ones (momentum=None leaves them unchanged, as in PyTorch).
-    Ulyanov et al. 2016, arXiv 1607.08022.
+    RANKS = (5,)
+
+
+class _InstanceNorm(_Norm):
+    """y = (x - mean_nc) / sqrt(var_nc + eps) * weight_c + bias_c, statistics over the spatial axes.
+
+    Input (N, C, *) or unbatched (C, *), with NO_BATCH_DIM = 1 + len(*) set by the subclass.
+    Defaults as torch.nn's: no affine, no running statistics. With track_running_stats, eval mode
+    uses the running statistics, which average the per-instance ones (momentum=None leaves them
+    unchanged, as in PyTorch). Ulyanov et al. 2016, arXiv 1607.08022.
     """
+
+    NO_BATCH_DIM = None  # the rank of an unbatched input, (C, *)
 
     def __init__(
         self,
@@ -216,28 +303,36 @@ class InstanceNorm2d(_Norm):
         )
 
     def forward(self, x):
-        if x.dim() not in (3, 4):
-            raise ValueError(f"InstanceNorm2d: expected 3D or 4D input, got {x.dim()}D input")
-        if x.dim() == 3:  # unbatched (C, H, W)
-            return self.forward(x.unsqueeze(0)).squeeze(0)
-        if x.shape[1] != self.num_features:
+        name, unbatched = type(self).__name__, self.NO_BATCH_DIM
+        if x.dim() not in (unbatched, unbatched + 1):
+            raise InputError(
+                f"{name}: expected {unbatched}D or {unbatched + 1}D input, got {x.dim()}D input"
+            )
+        channel_dim = x.dim() - unbatched  # 0 unbatched, 1 batched
+        if x.shape[channel_dim] != self.num_features:
             if self.affine or self.track_running_stats:
-                self._check_channels(x)
+                self._check_channels(x, channel_dim)
             warnings.warn(
-                f"InstanceNorm2d: input has {x.shape[1]} channels, num_features is "
+                f"{name}: input has {x.shape[channel_dim]} channels, num_features is "
                 f"{self.num_features}; without affine or running statistics this is ignored",
                 stacklevel=2,
             )
+        if x.dim() == unbatched:  # (C, *) -> (1, C, *) and back
+            return self._instance_norm(x.unsqueeze(0)).squeeze(0)
+        return self._instance_norm(x)
+
+    def _instance_norm(self, x):
         if not (self.training or not self.track_running_stats):
             return self._affine(self._running_xhat(x), x)
-        count = x.shape[2] * x.shape[3]
+        count = prod(x.shape[2:])
         if count == 1:
-            raise ValueError(
-                "InstanceNorm2d: expected more than 1 spatial element when training, got input "
-                f"of shape {tuple(x.shape)}"
+            raise InputError(
+                f"{type(self).__name__}: expected more than 1 spatial element when training, got "
+                f"input of shape {tuple(x.shape)}"
             )
-        xhat, mean, var = normalize(x, [2, 3], self.eps)
-        if self.training and self.track_running_stats:
+        xhat, mean, var = normalize(x, list(range(2, x.dim())), self.eps)
+        # As torch.nn: whenever the batch's statistics are used and there are buffers.
+        if self.running_mean is not None and x.shape[0] > 0:
             factor = 0.0 if self.momentum is None else self.momentum
             self._update_running(  # the batch average of the per-instance statistics, (C,)
                 mean.detach().mean(dim=0).flatten(),
@@ -246,6 +341,24 @@ class InstanceNorm2d(_Norm):
                 factor,
             )
         return self._affine(xhat, x)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization over (N, C, L) or unbatched (C, L) input, statistics over L."""
+
+    NO_BATCH_DIM = 2
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization over (N, C, H, W) or unbatched (C, H, W), statistics over (H, W)."""
+
+    NO_BATCH_DIM = 3
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalization over (N, C, D, H, W) or (C, D, H, W), statistics over (D, H, W)."""
+
+    NO_BATCH_DIM = 4
 
 
 class LayerNorm(nn.Module):
@@ -288,13 +401,8 @@ class LayerNorm(nn.Module):
         )
 
     def forward(self, x):
-        k = len(self.normalized_shape)
-        if tuple(x.shape[x.dim() - k :]) != self.normalized_shape or x.dim() < k:
-            raise ValueError(
-                f"LayerNorm: normalized_shape={self.normalized_shape} must match the last "
-                f"dimensions of the input, got input of shape {tuple(x.shape)}"
-            )
-        xhat, _, _ = normalize(x, list(range(x.dim() - k, x.dim())), self.eps)
+        dims = _check_normalized_shape("LayerNorm", self.normalized_shape, x)
+        xhat, _, _ = normalize(x, dims, self.eps)
         if self.weight is not None:
             xhat = xhat * self.weight
         if self.bias is not None:
@@ -314,7 +422,7 @@ class GroupNorm(nn.Module):
     ):
         super().__init__()
         if num_groups <= 0 or num_channels % num_groups:
-            raise ValueError(
+            raise InputError(
                 f"GroupNorm: num_groups={num_groups} must divide num_channels={num_channels}"
             )
         self.num_groups = num_groups
@@ -339,19 +447,26 @@ class GroupNorm(nn.Module):
 
     def forward(self, x):
         if x.dim() < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(
+            raise InputError(
                 f"GroupNorm: expected input of shape (N, {self.num_channels}, *), "
                 f"got {tuple(x.shape)}"
             )
         N, G = x.shape[0], self.num_groups
-        xhat, _, _ = normalize(x.reshape(N, G, -1), [2], self.eps)  # (N, G, C/G * prod(*))
+        group_size = self.num_channels // G * prod(x.shape[2:])
+        if N * group_size == 1:  # as PyTorch, which checks N * C/G * prod(*)
+            raise InputError(
+                f"GroupNorm: expected more than 1 value per group, got input of shape "
+                f"{tuple(x.shape)} with num_groups={G}; a group of one value has no spread to "
+                "normalize by"
+            )
+        xhat, _, _ = normalize(x.reshape(N, G, group_size), [2], self.eps)  # (N, G, C/G * prod(*))
         xhat = xhat.reshape(x.shape)
         shape = _channel_shape(x)
         if self.weight is not None:
             xhat = xhat * self.weight.view(shape)
         if self.bias is not None:
             xhat = xhat + self.bias.view(shape)
-        return xhat.to(x.dtype)
+        return xhat.to(x.dtype).contiguous(memory_format=_memory_format(x))
 
 
 # --- module 4: remedies for small batches (Batch Renorm, Ghost BN, frozen BN) --------------------
@@ -390,7 +505,7 @@ class _BatchRenorm(_BatchNorm):
     ):
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
         if rmax < 1 or dmax < 0:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: expected rmax >= 1 and dmax >= 0, got rmax={rmax}, "
                 f"dmax={dmax}"
             )
@@ -406,7 +521,7 @@ class _BatchRenorm(_BatchNorm):
             return self._affine(self._running_xhat(x), x)
         count = x.numel() // x.shape[1]
         if count == 1:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: expected more than 1 value per channel when training, "
                 f"got input of shape {tuple(x.shape)}"
             )
@@ -460,7 +575,7 @@ class GhostBatchNorm(_BatchNorm):
     ):
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
         if virtual_batch_size < 2:
-            raise ValueError(
+            raise InputError(
                 f"GhostBatchNorm: virtual_batch_size must be at least 2, got {virtual_batch_size}"
             )
         self.virtual_batch_size = int(virtual_batch_size)
@@ -478,7 +593,7 @@ class GhostBatchNorm(_BatchNorm):
         for chunk in x.split(self.virtual_batch_size):  # (<= virtual_batch_size, C, *) each
             count = chunk.numel() // x.shape[1]
             if count == 1:
-                raise ValueError(
+                raise InputError(
                     f"GhostBatchNorm: a virtual batch has one value per channel (batch of "
                     f"{x.shape[0]}, virtual_batch_size={self.virtual_batch_size})"
                 )
@@ -547,7 +662,7 @@ class NoisyBatchNorm1d(nn.BatchNorm1d):
     def __init__(self, num_features, shift_std=1.0, scale_std=0.5, generator=None, **kwargs):
         super().__init__(num_features, **kwargs)
         if shift_std < 0 or scale_std < 0:
-            raise ValueError(
+            raise InputError(
                 f"NoisyBatchNorm1d: expected shift_std >= 0 and scale_std >= 0, got "
                 f"shift_std={shift_std}, scale_std={scale_std}"
             )
@@ -601,14 +716,8 @@ class RMSNorm(nn.Module):
         )
 
     def forward(self, x):
-        k = len(self.normalized_shape)
-        if x.dim() < k or tuple(x.shape[x.dim() - k :]) != self.normalized_shape:
-            raise ValueError(
-                f"RMSNorm: normalized_shape={self.normalized_shape} must match the last "
-                f"dimensions of the input, got input of shape {tuple(x.shape)}"
-            )
+        dims = _check_normalized_shape("RMSNorm", self.normalized_shape, x)
         eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
-        dims = list(range(x.dim() - k, x.dim()))
         x64 = x.double()  # NB: the statistic in float64, as the other layers here
         y = x64 * torch.rsqrt(x64.square().mean(dim=dims, keepdim=True) + eps)
         if self.weight is not None:

@@ -2,9 +2,10 @@
 
 Each case names bnlib's call, the exception it must raise, a pattern its message must match (what
 was expected and what came), and, where PyTorch rejects the same input, PyTorch's call, which must
-raise too (any exception type: PyTorch raises RuntimeError where bnlib raises ValueError), so the
-two keep refusing the same conditions. bnlib never uses `assert` for these checks, so they also
-hold under `python -O`.
+raise too, so the two keep refusing the same conditions. bnlib's ValueErrors are
+bnlib.functional.InputError, a ValueError and a RuntimeError at once: whichever of the two PyTorch
+raises for the input, a PyTorch user's `except` catches bnlib's error too (checked below). bnlib
+never uses `assert` for these checks, so they also hold under `python -O`.
 """
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch.nn.functional as TF
 
 from bnlib import functional as F
 from bnlib import nn as bnn
+from bnlib.functional import InputError
 
 
 def arr(*shape, dtype=np.float64):
@@ -78,6 +80,58 @@ CASES = [
         r"more than 1 value per channel",
         lambda: torch.nn.BatchNorm2d(3, track_running_stats=False).eval()(ten(1, 3, 1, 1).float()),
     ),
+    # --- eps: positive when the batch's statistics are used, non-negative otherwise -------------
+    (
+        "batch_norm eps=0 training",
+        lambda: F.batch_norm(arr(4, 3), None, None, training=True, eps=0.0),
+        ValueError,
+        r"batch_norm: eps must be positive during training, got eps=0.0",
+        lambda: TF.batch_norm(ten(4, 3), None, None, training=True, eps=0.0),
+    ),
+    (
+        "batch_norm eps<0 eval",
+        lambda: F.batch_norm(arr(4, 3), ZEROS3, ONES3, eps=-1.0),
+        ValueError,
+        r"batch_norm: eps must be non-negative, got eps=-1.0",
+        lambda: TF.batch_norm(ten(4, 3), t(ZEROS3), t(ONES3), eps=-1.0),
+    ),
+    (
+        "batch_norm_backward eps=0 training",
+        lambda: F.batch_norm_backward(arr(4, 3), arr(4, 3), eps=0.0),
+        ValueError,
+        r"batch_norm_backward: eps must be positive during training",
+        None,
+    ),
+    (
+        "BatchNorm1d(eps=0) training",
+        lambda: bnn.BatchNorm1d(3, eps=0.0)(ten(4, 3)),
+        ValueError,
+        r"BatchNorm1d: eps must be positive during training, got eps=0.0",
+        lambda: torch.nn.BatchNorm1d(3, eps=0.0)(ten(4, 3, dtype=torch.float32)),
+    ),
+    (
+        "BatchNorm2d(eps=-1) eval",
+        lambda: bnn.BatchNorm2d(3, eps=-1.0).eval()(ten(2, 3, 2, 2, dtype=torch.float32)),
+        ValueError,
+        r"BatchNorm2d: eps must be non-negative, got eps=-1.0",
+        lambda: torch.nn.BatchNorm2d(3, eps=-1.0).eval()(ten(2, 3, 2, 2, dtype=torch.float32)),
+    ),
+    # --- group norm: more than one value in N * (C/G) * prod(*), as PyTorch checks ---------------
+    (
+        "group_norm one value per group, batch of one",
+        lambda: F.group_norm(arr(1, 10, 1), 10),
+        ValueError,
+        r"group_norm: expected more than 1 value per group, got input of shape \(1, 10, 1\) with "
+        r"num_groups=10",
+        lambda: TF.group_norm(ten(1, 10, 1), 10),
+    ),
+    (
+        "GroupNorm(10, 10) on (1, 10, 1)",
+        lambda: bnn.GroupNorm(10, 10)(ten(1, 10, 1, dtype=torch.float32)),
+        ValueError,
+        r"GroupNorm: expected more than 1 value per group, got input of shape \(1, 10, 1\)",
+        lambda: torch.nn.GroupNorm(10, 10)(ten(1, 10, 1, dtype=torch.float32)),
+    ),
     # --- instance norm needs more than one spatial element ---------------------------------------
     (
         "instance_norm (N, C, 1)",
@@ -102,6 +156,27 @@ CASES = [
         lambda: TF.instance_norm(ten(2, 3)),
     ),
     (
+        "instance_norm_backward (N, C, 1)",
+        lambda: F.instance_norm_backward(arr(2, 3, 1), arr(2, 3, 1)),
+        ValueError,
+        r"instance_norm_backward: expected more than 1 spatial element",
+        None,
+    ),
+    (
+        "InstanceNorm1d (N, C, 1)",
+        lambda: bnn.InstanceNorm1d(3)(ten(2, 3, 1)),
+        ValueError,
+        r"InstanceNorm1d: expected more than 1 spatial element when training",
+        lambda: torch.nn.InstanceNorm1d(3)(ten(2, 3, 1)),
+    ),
+    (
+        "InstanceNorm3d (N, C, 1, 1, 1)",
+        lambda: bnn.InstanceNorm3d(3)(ten(2, 3, 1, 1, 1)),
+        ValueError,
+        r"InstanceNorm3d: expected more than 1 spatial element when training",
+        lambda: torch.nn.InstanceNorm3d(3)(ten(2, 3, 1, 1, 1)),
+    ),
+    (
         "InstanceNorm2d (N, C, 1, 1)",
         lambda: bnn.InstanceNorm2d(3)(ten(2, 3, 1, 1)),
         ValueError,
@@ -123,6 +198,23 @@ CASES = [
         ValueError,
         r"running_mean and running_var are required",
         lambda: TF.batch_norm(ten(4, 3), t(ZEROS3), None, training=False),
+    ),
+    (
+        "batch_norm_backward eval without running statistics",
+        lambda: F.batch_norm_backward(arr(4, 3), arr(4, 3), training=False),
+        ValueError,
+        r"batch_norm_backward: running_mean and running_var are required when training=False",
+        None,
+    ),
+    (
+        "instance_norm_backward use_input_stats=False without running_var",
+        lambda: F.instance_norm_backward(
+            arr(2, 3, 4), arr(2, 3, 4), running_mean=ZEROS3, use_input_stats=False
+        ),
+        ValueError,
+        r"instance_norm_backward: running_mean and running_var are required when "
+        r"use_input_stats=False",
+        None,
     ),
     (
         "instance_norm use_input_stats=False without running statistics",
@@ -298,6 +390,34 @@ CASES = [
         lambda: torch.nn.BatchNorm2d(3)(ten(2, 3, 2, 2, 2, dtype=torch.float32)),
     ),
     (
+        "InstanceNorm1d with 4D input",
+        lambda: bnn.InstanceNorm1d(3)(ten(2, 3, 4, 4)),
+        ValueError,
+        r"InstanceNorm1d: expected 2D or 3D input, got 4D input",
+        lambda: torch.nn.InstanceNorm1d(3)(ten(2, 3, 4, 4)),
+    ),
+    (
+        "InstanceNorm3d with 3D input",
+        lambda: bnn.InstanceNorm3d(3)(ten(2, 3, 4)),
+        ValueError,
+        r"InstanceNorm3d: expected 4D or 5D input, got 3D input",
+        lambda: torch.nn.InstanceNorm3d(3)(ten(2, 3, 4)),
+    ),
+    (
+        "BatchNorm3d with 4D input",
+        lambda: bnn.BatchNorm3d(3)(ten(2, 3, 4, 4, dtype=torch.float32)),
+        ValueError,
+        r"BatchNorm3d: expected 5D input, got 4D input",
+        lambda: torch.nn.BatchNorm3d(3)(ten(2, 3, 4, 4, dtype=torch.float32)),
+    ),
+    (
+        "InstanceNorm1d unbatched (C, L) with affine, channel mismatch",
+        lambda: bnn.InstanceNorm1d(3, affine=True)(ten(4, 5, dtype=torch.float32)),
+        ValueError,
+        r"InstanceNorm1d: expected 3 channels \(dim 0\), got input of shape \(4, 5\)",
+        lambda: torch.nn.InstanceNorm1d(3, affine=True)(ten(4, 5, dtype=torch.float32)),
+    ),
+    (
         "InstanceNorm2d with 2D input",
         lambda: bnn.InstanceNorm2d(3)(ten(2, 3)),
         ValueError,
@@ -366,8 +486,30 @@ CASES = [
         "layer_norm empty normalized_shape",
         lambda: F.layer_norm(arr(6, 4), ()),
         ValueError,
-        r"normalized_shape=\(\) must match",
+        r"layer_norm: normalized_shape must name at least one dimension .*, got "
+        r"normalized_shape=\(\)",
         lambda: TF.layer_norm(ten(6, 4), ()),
+    ),
+    (
+        "rms_norm empty normalized_shape",
+        lambda: F.rms_norm(arr(6, 4), ()),
+        ValueError,
+        r"rms_norm: normalized_shape must name at least one dimension",
+        lambda: TF.rms_norm(ten(6, 4), ()),
+    ),
+    (
+        "LayerNorm(()) at forward (accepted at construction, as torch.nn's)",
+        lambda: bnn.LayerNorm(())(ten(2, 3, dtype=torch.float32)),
+        ValueError,
+        r"LayerNorm: normalized_shape must name at least one dimension",
+        lambda: torch.nn.LayerNorm(())(ten(2, 3, dtype=torch.float32)),
+    ),
+    (
+        "RMSNorm(()) at forward",
+        lambda: bnn.RMSNorm(())(ten(2, 3, dtype=torch.float32)),
+        ValueError,
+        r"RMSNorm: normalized_shape must name at least one dimension",
+        lambda: torch.nn.RMSNorm(())(ten(2, 3, dtype=torch.float32)),
     ),
     (
         "layer_norm_backward normalized_shape mismatch",
@@ -501,11 +643,17 @@ CASES = [
     "call, error, message, torch_call", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_bnlib_raises_with_a_message_that_says_expected_and_got(call, error, message, torch_call):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as ours:
         call()
+    if error is ValueError:  # every ValueError of bnlib is an InputError: a RuntimeError as well
+        assert isinstance(ours.value, InputError) and isinstance(ours.value, RuntimeError)
     if torch_call is not None:
-        with pytest.raises(Exception):  # noqa: B017 - any type: PyTorch's types differ from ours
+        with pytest.raises(Exception) as theirs:  # noqa: B017 - its type is checked just below
             torch_call()
+        # NB: where PyTorch raises ValueError or RuntimeError, its users' `except` catches ours
+        # (elsewhere PyTorch raises IndexError, ZeroDivisionError, ...: no type to keep in step)
+        if error is ValueError and isinstance(theirs.value, ValueError | RuntimeError):
+            assert isinstance(ours.value, type(theirs.value))
 
 
 def test_each_case_has_a_distinct_name():

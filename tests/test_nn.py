@@ -89,13 +89,19 @@ def run_twins(ours, theirs, shapes, dtype, seed):
 @st.composite
 def batch_norm_cases(draw):
     """(module name, C, [input shape per step]); more than one value per channel each step."""
-    kind = draw(st.sampled_from(["BatchNorm1d (N, C)", "BatchNorm1d (N, C, L)", "BatchNorm2d"]))
+    kinds = {
+        "BatchNorm1d (N, C)": 0,
+        "BatchNorm1d (N, C, L)": 1,
+        "BatchNorm2d": 2,
+        "BatchNorm3d": 3,
+    }
+    kind = draw(st.sampled_from(list(kinds)))
     C = draw(st.integers(1, 4))
     shapes = []
     for _ in range(draw(steps)):
         N = draw(st.integers(2, 6))
-        spatial = {"BatchNorm1d (N, C)": 0, "BatchNorm1d (N, C, L)": 1, "BatchNorm2d": 2}[kind]
-        shapes.append((N, C) + tuple(draw(st.integers(1, 4)) for _ in range(spatial)))
+        side = 4 if kinds[kind] < 3 else 3
+        shapes.append((N, C) + tuple(draw(st.integers(1, side)) for _ in range(kinds[kind])))
     return kind.split()[0], C, shapes
 
 
@@ -122,9 +128,10 @@ def test_batch_norm_modules_match_torch(
 
 @PROPERTY
 @given(
+    spatial_rank=st.sampled_from([1, 2, 3]),
     C=st.integers(1, 4),
-    sizes=st.lists(  # (N, H, W) per step; W >= 2: more than one spatial element
-        st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(2, 5)), min_size=1, max_size=4
+    sizes=st.lists(  # (N, first spatial side, other sides) per step; last side >= 2
+        st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(2, 4)), min_size=1, max_size=4
     ),
     unbatched=st.booleans(),
     dtype=dtypes,
@@ -133,11 +140,12 @@ def test_batch_norm_modules_match_torch(
     track_running_stats=st.booleans(),
     seed=seeds,
 )
-def test_instance_norm_2d_matches_torch(
-    C, sizes, unbatched, dtype, momentum, affine, track_running_stats, seed
+def test_instance_norm_matches_torch(
+    spatial_rank, C, sizes, unbatched, dtype, momentum, affine, track_running_stats, seed
 ):
+    """InstanceNorm1d/2d/3d: (N, C, *) or unbatched (C, *), more than one spatial element."""
     ours, theirs = twins(
-        "InstanceNorm2d",
+        f"InstanceNorm{spatial_rank}d",
         C,
         dtype=dtype,
         seed=seed,
@@ -145,7 +153,10 @@ def test_instance_norm_2d_matches_torch(
         affine=affine,
         track_running_stats=track_running_stats,
     )
-    shapes = [(C, H, W) if unbatched else (N, C, H, W) for N, H, W in sizes]
+    shapes = []
+    for N, first, last in sizes:
+        spatial = ((first,) * (spatial_rank - 1)) + (last,)
+        shapes.append((C, *spatial) if unbatched else (N, C, *spatial))
     run_twins(ours, theirs, shapes, dtype, seed)
 
 
@@ -201,6 +212,9 @@ CONFIGS = {  # name: (module, positional arguments, keyword arguments, input sha
     "BatchNorm2d": ("BatchNorm2d", (3,), {}, (4, 3, 2, 5)),
     "BatchNorm2d no affine": ("BatchNorm2d", (3, 1e-5, 0.1, False), {}, (4, 3, 2, 5)),
     "BatchNorm2d no bias": ("BatchNorm2d", (3,), dict(bias=False), (4, 3, 2, 5)),
+    "BatchNorm3d": ("BatchNorm3d", (3,), {}, (2, 3, 2, 2, 3)),
+    "InstanceNorm1d tracked": ("InstanceNorm1d", (3,), dict(track_running_stats=True), (2, 3, 5)),
+    "InstanceNorm3d affine": ("InstanceNorm3d", (3,), dict(affine=True), (2, 3, 2, 2, 3)),
     "InstanceNorm2d": ("InstanceNorm2d", (3,), {}, (2, 3, 4, 4)),
     "InstanceNorm2d tracked": ("InstanceNorm2d", (3, 1e-5, 0.1, True, True), {}, (2, 3, 4, 4)),
     "InstanceNorm2d no bias": ("InstanceNorm2d", (3,), dict(affine=True, bias=False), (2, 3, 4, 4)),
@@ -243,9 +257,8 @@ TORCH_TWINS = [name for name in bnn.__all__ if hasattr(torch.nn, name) and name[
 
 
 def test_every_torch_layer_of_the_course_has_a_twin():
-    assert {"BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d"} <= set(
-        TORCH_TWINS
-    )
+    per_rank = {f"{n}{k}d" for n in ["BatchNorm", "InstanceNorm"] for k in (1, 2, 3)}
+    assert per_rank | {"LayerNorm", "GroupNorm", "RMSNorm"} <= set(TORCH_TWINS)
 
 
 @pytest.mark.parametrize("name", TORCH_TWINS)
@@ -353,13 +366,70 @@ def test_instance_norm_channel_mismatch_without_affine_or_stats_only_warns_like_
     assert_close(y, yt, torch.float64)
 
 
-@pytest.mark.parametrize("name", ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d"])
+@pytest.mark.parametrize(
+    "name", ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d"]
+)
 def test_reset_running_stats_and_parameters(name):
     m = bnn.__dict__[name](3, affine=True, track_running_stats=True, dtype=torch.float64)
-    shape = (4, 3) + ((5,) if name == "BatchNorm1d" else (2, 5))
+    shape = (4, 3) + {"1": (5,), "2": (2, 5), "3": (2, 2, 5)}[name[-2]]
     with torch.no_grad():
         m.weight.mul_(3)
         m(1 + torch.randn(shape, dtype=torch.float64))
     m.reset_parameters()
     fresh = bnn.__dict__[name](3, affine=True, track_running_stats=True, dtype=torch.float64)
     assert_same_state(m, fresh, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("name", ["BatchNorm1d", "InstanceNorm1d"])
+def test_running_stats_in_low_precision_are_the_truth_rounded_once(name, dtype):
+    """The update is computed in float64 and rounded once into the buffers: within one unit of
+    the float64 truth after each of several steps (float16 arithmetic drifts further)."""
+    kwargs = {"track_running_stats": True} if name.startswith("Instance") else {}
+    ours, theirs = twins(name, 4, dtype=dtype, seed=1, momentum=0.3, **kwargs)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        x = (3 + 2 * torch.randn(6, 4, 5, generator=gen, dtype=torch.float64)).to(dtype)
+        ours(x)
+        theirs(x.double())
+        for key in ("running_mean", "running_var"):
+            a, b = getattr(ours, key), getattr(theirs, key)
+            assert a.dtype == dtype
+            unit = torch.finfo(dtype).eps * torch.exp2(torch.floor(torch.log2(b.abs())))
+            assert ((a.double() - b).abs() <= unit).all(), key
+            with torch.no_grad():  # the next step starts from the same rounded values
+                b.copy_(a)
+
+
+def test_empty_batch_counts_a_step_but_keeps_the_running_stats():
+    """As torch.nn: num_batches_tracked counts the call, the statistics stay (no NaN)."""
+    ours, theirs = twins("BatchNorm1d", 3, seed=4, momentum=None)
+    x = torch.zeros(0, 3, dtype=torch.float64)
+    assert ours(x).shape == theirs(x).shape == (0, 3)
+    assert_same_state(ours, theirs, torch.float64)
+    assert int(ours.num_batches_tracked) == 1 and torch.isfinite(ours.running_var).all()
+
+
+def test_old_checkpoint_without_num_batches_tracked_loads_with_zero():
+    """A version-1 state_dict (before PyTorch 0.4.1) has no num_batches_tracked: it counts 0."""
+    theirs = torch.nn.BatchNorm2d(3)
+    state = theirs.state_dict()
+    del state["num_batches_tracked"]
+    state._metadata[""]["version"] = 1
+    ours = bnn.BatchNorm2d(3)
+    ours.num_batches_tracked.fill_(5)
+    ours.load_state_dict(state)  # strict
+    assert int(ours.num_batches_tracked) == 5  # as torch.nn's: the module's own count is kept
+    fresh = bnn.BatchNorm2d(3)
+    with torch.device("meta"):
+        meta = bnn.BatchNorm2d(3)
+    meta.load_state_dict(state, assign=True)
+    assert meta.num_batches_tracked.device == torch.device("cpu")
+    assert int(meta.num_batches_tracked) == int(fresh.num_batches_tracked) == 0
+
+
+def test_group_norm_keeps_a_channels_last_layout():
+    x = torch.randn(2, 4, 3, 5, dtype=torch.float64).to(memory_format=torch.channels_last)
+    y = bnn.GroupNorm(2, 4, dtype=torch.float64)(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert_close(y, torch.nn.GroupNorm(2, 4, dtype=torch.float64)(x), torch.float64)
