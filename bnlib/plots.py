@@ -99,10 +99,13 @@ _HIGHLIGHT = "#1f77b4"
 _PLAIN = "#e6e6e6"
 
 
-def feature_strips(stages, axes=None):
+def feature_strips(stages, axes=None, spread=0.0):
     """One panel per stage of a batch, each feature's N values as dots, its mean as a bar.
 
-    stages: dict {title: (N, D) array}, e.g. {"x": x, "x̂": xhat, "y": y}. Returns the Axes.
+    stages: dict {title: (N, D) array}, e.g. {"x": x, "x̂": xhat, "y": y}. spread: sample i is
+    drawn shifted sideways within its feature's strip, from -spread/2 (the first) to +spread/2
+    (the last), so equal values stay visible and a sample sits at the same place in every panel;
+    0 (the default) draws them all on the strip's center line. Returns the Axes.
     """
     import matplotlib.pyplot as plt
 
@@ -119,9 +122,10 @@ def feature_strips(stages, axes=None):
         if v.ndim != 2:
             raise ValueError(f"feature_strips: stage {name!r} must be (N, D), got {v.shape}")
         N, D = v.shape
+        offsets = spread * (np.arange(N) / max(N - 1, 1) - 0.5)  # (N,) sideways, per sample
         for j in range(D):
             color = f"C{j}"
-            ax.plot(np.full(N, j), v[:, j], "o", color=color, alpha=0.8, markersize=6)
+            ax.plot(j + offsets, v[:, j], "o", color=color, alpha=0.8, markersize=6)
             ax.plot([j - 0.3, j + 0.3], [v[:, j].mean()] * 2, color=color, linewidth=2.5)
         ax.set_xticks(range(D), [f"feature {j}" for j in range(D)])
         ax.set_xlim(-0.6, D - 0.4)
@@ -362,7 +366,7 @@ def wu_he_panel(ax=None):
 
 # --- lesson 3: inside training (percentile bands, gradient norms per layer) ---------------------
 
-__all__ += ["percentile_band", "layer_grad_norms"]
+__all__ += ["percentile_band", "layer_grad_norms", "seed_band"]
 
 
 def percentile_band(steps, pct, ax=None, label=None, color=None, ylabel="input to the sigmoid"):
@@ -398,6 +402,25 @@ def layer_grad_norms(norms, ax=None, title=None, xlabel="layer (1 = input side)"
     if title:
         ax.set_title(title)
     ax.legend()
+    return ax
+
+
+def seed_band(x, values, ax=None, label=None, color=None, logy=False):
+    """One experiment repeated over seeds: the median over the seeds as a line with markers, and
+    a band from the lowest to the highest seed. x: (M,); values: (S, M), one row per seed.
+    logy: a log-scaled y axis. Returns the Axes."""
+    ax = _axes(ax)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(x):
+        raise ValueError(
+            f"seed_band: values must have shape (seeds, len(x)) = (S, {len(x)}), got {values.shape}"
+        )
+    (line,) = ax.plot(x, np.median(values, 0), "o-", markersize=3, color=color, label=label)
+    ax.fill_between(x, values.min(0), values.max(0), color=line.get_color(), alpha=0.2, linewidth=0)
+    if logy:
+        ax.set_yscale("log")
+    if label is not None:
+        ax.legend()
     return ax
 
 
