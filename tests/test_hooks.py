@@ -1,5 +1,6 @@
-"""bnlib.hooks, bnlib.landscape, NoisyBatchNorm1d, lesson 3's plot helpers and widgets, and the
-training helpers lr_sweep / steps_to."""
+"""bnlib.hooks, bnlib.landscape, NoisyBatchNorm1d, lesson 3's plot helpers and widgets, the
+training helpers lr_sweep / steps_to, and the small helpers of bnlib.experiments.lesson03 (its
+experiments themselves are run by tests/test_claims_lesson03.py)."""
 
 import time
 
@@ -17,8 +18,10 @@ from bnlib.data import load_digits  # noqa: E402
 from bnlib.hooks import (  # noqa: E402
     ActivationRecorder,
     GradNormRecorder,
+    Trace,
     activation_inputs,
     layer_percentiles,
+    percentiles,
     trace_training,
     weight_grad_norms,
 )
@@ -28,7 +31,7 @@ from bnlib.landscape import (  # noqa: E402
     track_optimization,
 )
 from bnlib.nn import NoisyBatchNorm1d  # noqa: E402
-from bnlib.plots import layer_grad_norms, percentile_band  # noqa: E402
+from bnlib.plots import layer_grad_norms, percentile_band, seed_band  # noqa: E402
 from bnlib.train import History, lr_sweep, mlp, steps_to  # noqa: E402
 
 
@@ -75,6 +78,15 @@ def test_layer_percentiles_matches_numpy(model):
     z = model[1](model[0](x)).detach().double().numpy()  # BN(Linear(x)): the first tanh's input
     np.testing.assert_allclose(got["2"], np.percentile(z, (10, 50, 90), axis=0), rtol=1e-6)
     assert got["5"].shape == (3, 6) and _hooks(model) == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 60])
+def test_percentiles_is_numpys_percentile(n):
+    x = torch.randn(n, 7)
+    for q in ((15, 50, 85), (0, 100), (10, 33.3, 99.9)):
+        got = percentiles(x, q)
+        assert got.shape == (len(q), 7) and got.dtype == np.float64
+        np.testing.assert_array_equal(got, np.percentile(x.double().numpy(), q, axis=0))
 
 
 def test_grad_norm_recorder_and_weight_grad_norms(model):
@@ -192,6 +204,12 @@ def test_plot_helpers():
         percentile_band(np.arange(5), np.zeros((4, 3)))
     ax = layer_grad_norms({"a": [1.0, 0.1], "b": [1.0, 1.0]}, title="t")
     assert ax.get_yscale() == "log" and len(ax.lines) == 2
+    values = np.array([[1.0, 2.0, 4.0], [3.0, 1.0, 2.0], [2.0, 5.0, 3.0]])  # (S, M)
+    ax = seed_band([10, 20, 30], values, label="a", logy=True)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [2.0, 2.0, 3.0])  # the median seed
+    assert ax.get_yscale() == "log" and len(ax.collections) == 1
+    with pytest.raises(ValueError, match="seed_band"):
+        seed_band([1, 2], values)
     plt.close("all")
 
 
@@ -223,3 +241,40 @@ def test_widgets_redraw_fast(data):
     start = time.perf_counter()
     assert selector.render()[:4] == b"\x89PNG" and time.perf_counter() - start < 0.5
     assert "lr=0.1" in selector.summary() and "image/png" in selector._repr_mimebundle_()
+
+
+def test_lesson03_helpers_on_known_histories():
+    from bnlib.experiments import lesson03 as L
+
+    h = History(steps=[10, 20, 30, 40], test_acc=[0.7, 1.0, 0.8, 1.0])  # last 100 steps: 0.875
+    assert L.end_accuracy(h, last=20) == pytest.approx(0.9)  # steps 30 and 40
+    runs = {
+        ("none", 0.1): h,
+        ("none", 1.0): History(steps=[10, 20], test_acc=[0.1, 0.1]),
+        ("bn", 1.0): h,
+    }
+    assert L.largest_working_lr(runs, "none") == 0.1 and L.largest_working_lr(runs, "bn") == 1.0
+    assert L.largest_working_lr(runs, "ln") == 0.0
+    assert L.steps_to_target(runs, "none", 0.9) == {0.1: 20, 1.0: np.inf}
+    with pytest.raises(ValueError, match="sigmoid_net"):
+        L.sigmoid_net("ln")
+    pct = np.zeros((30, 3, 2))  # (T, Q, D): the band is 2 wide, the median steps by 1 at T = 20
+    pct[:, 0], pct[:, 2] = -1, 1
+    pct[20:, 1] = 1
+    trace = Trace((15, 50, 85), np.arange(1, 31), {"a": pct}, np.arange(1, 31), {})
+    assert L.drift(trace) == {"median moves": 1.0, "band moves": 0.0, "final band": 2.0}
+
+
+def test_batch_mate_spread_leaves_the_model_untouched():
+    from bnlib.experiments.lesson03 import batch_mate_spread
+
+    torch.manual_seed(0)
+    model = mlp((5, 8, 3), norm="bn").eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    pool = torch.randn(40, 5)
+    spread = batch_mate_spread(model, pool[:1], pool, trials=5, batch_size=8)
+    assert spread > 0 and not model.training  # BN: the batch-mates change the output ...
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # ... not the model
+    torch.manual_seed(0)
+    plain = mlp((5, 8, 3), norm="none")
+    assert batch_mate_spread(plain, pool[:1], pool, trials=5, batch_size=8) < 1e-6

@@ -1,0 +1,273 @@
+"""Lesson 3's claims (notebooks/03_why_bn_works.ipynb), each checked for every seed in SEEDS.
+
+Every experiment is the lesson's own function in bnlib.experiments.lesson03, at the lesson's
+configuration; the seed sets the initial weights and the order of the batches. One change only:
+the Fig. 1 runs here keep no whole-batch snapshots (keep_every), which only the lesson's viewer
+widget shows, so the training and every number the claims use are the lesson's. Each test names
+the lesson section it guards and records its weakest seed (tests/claims.py).
+"""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from claims import SEEDS, record
+
+from bnlib.data import load_digits
+from bnlib.experiments import lesson03 as L
+from bnlib.train import accuracy
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    return load_digits(tensors=True)
+
+
+@pytest.fixture(scope="module")
+def fig1(data):
+    """§1, §5: {seed: fig1_summary} for the three sigmoid networks (no BN, BN, noisy BN)."""
+    return {s: L.fig1_summary(L.fig1_runs(data, s, keep_every=10**6)) for s in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def sweep(data):
+    """§3: {seed: {(kind, lr): History}}."""
+    return {s: L.sweep_runs(data, s) for s in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def tracked(data):
+    """§6-§8: {seed: {kind: (model, History, measures)}}."""
+    return {s: L.track_runs(data, s) for s in SEEDS}
+
+
+def _ratio(fig1, key, a="bn", b="none"):
+    return [fig1[s][a][key] / fig1[s][b][key] for s in SEEDS]
+
+
+def test_s1_bn_keeps_the_sigmoid_inputs_steadier(fig1):
+    record(
+        "lesson 3 §1",
+        "BN's median moves < 0.5x no BN's",
+        _ratio(fig1, "median moves"),
+        0.5,
+        above=False,
+    )
+    record(
+        "lesson 3 §1",
+        "BN's band moves < 0.5x no BN's",
+        _ratio(fig1, "band moves"),
+        0.5,
+        above=False,
+    )
+    record("lesson 3 §1", "BN's final band is narrower", _ratio(fig1, "final band"), 1, above=False)
+
+
+def test_s1_bn_reaches_90_percent_at_least_ten_times_sooner(fig1):
+    record(
+        "lesson 3 §1",
+        "steps to 90%: no BN / BN > 10",
+        _ratio(fig1, "steps to 90%", "none", "bn"),
+        10,
+    )
+
+
+def test_s1_without_bn_test_accuracy_stays_near_chance_for_300_steps(fig1):
+    record(
+        "lesson 3 §1",
+        "no BN: steps to 20% test accuracy > 300",
+        [fig1[s]["none"]["steps to 20%"] for s in SEEDS],
+        300,
+    )
+
+
+def test_s3_bn_tolerates_3_to_10_times_the_learning_rate(sweep):
+    """On the grid (steps of about 3x) the ratio is 10 or 3.3: without BN, lr 0.3 is the edge,
+    where a run fails or trains erratically depending on the seed (and on the CPU)."""
+    ratios = [
+        L.largest_working_lr(sweep[s], "bn") / L.largest_working_lr(sweep[s], "none") for s in SEEDS
+    ]
+    record("lesson 3 §3", "largest working lr: BN / no BN > 3 (10 or 3.3 on the grid)", ratios, 3)
+    at1 = {k: [L.end_accuracy(sweep[s][k, 1.0]) for s in SEEDS] for k in ("none", "bn")}
+    record("lesson 3 §3", "lr 1: BN works (end accuracy)", at1["bn"], L.WORKS)
+    record("lesson 3 §3", "lr 1: no BN fails (end accuracy < 0.5)", at1["none"], 0.5, above=False)
+
+
+def test_s3_bn_best_run_reaches_95_percent_at_least_twice_as_fast(sweep):
+    best = {
+        k: [min(L.steps_to_target(sweep[s], k).values()) for s in SEEDS] for k in ("none", "bn")
+    }
+    record(
+        "lesson 3 §3",
+        "steps to 95%, best lr: no BN / BN > 2",
+        np.divide(best["none"], best["bn"]),
+        2,
+    )
+
+
+def test_s3_a_larger_learning_rate_does_not_make_bn_faster(sweep):
+    ratios = []
+    for s in SEEDS:
+        t = L.steps_to_target(sweep[s], "bn")
+        ratios.append(t[1.0] / min(v for lr, v in t.items() if lr <= 0.1))
+    record("lesson 3 §3", "BN steps to 95%: lr 1 / best lr <= 0.1 > 1", ratios, 1)
+
+
+def test_s4_sigmoid_gradients_vanish_without_bn_and_not_with_it(data):
+    runs = [L.sigmoid_gradient_norms(data, s) for s in SEEDS]
+    ratio = lambda g: g[0] / g[-1]  # noqa: E731  first layer against the last
+    for step in (0, 300):
+        record(
+            "lesson 3 §4",
+            f"no BN, step {step}: first/last layer gradient < 1e-6",
+            [ratio(r["none", step]) for r in runs],
+            1e-6,
+            above=False,
+        )
+        record(
+            "lesson 3 §4",
+            f"BN, step {step}: first/last within 10x of 1 (|log10| < 1)",
+            [abs(math.log10(ratio(r["bn", step]))) for r in runs],
+            1,
+            above=False,
+        )
+
+
+def test_s4b_bn_makes_gradients_grow_with_depth_in_plain_relu_nets(data):
+    runs = [L.relu_gradient_ratios(data, s) for s in SEEDS]
+    growth = [
+        min(r["bn", b] / r["bn", a] for a, b in zip(L.DEPTHS[:-1], L.DEPTHS[1:], strict=True))
+        for r in runs
+    ]
+    record("lesson 3 §4b", "BN's ratio grows at every depth step (smallest factor > 1)", growth, 1)
+    at50 = [r["bn", 50] for r in runs]
+    record("lesson 3 §4b", "BN at depth 50: first/last hidden > 1e3", at50, 1e3)
+    record("lesson 3 §4b", "BN at depth 50: first/last hidden < 1e5", at50, 1e5, above=False)
+    record(
+        "lesson 3 §4b",
+        "no BN: first/last hidden within 10x of 1 at every depth",
+        [max(abs(math.log10(r["none", d])) for d in L.DEPTHS) for r in runs],
+        1,
+        above=False,
+    )
+
+
+def test_s5_noisy_bn_trains_about_as_well_as_bn_and_far_better_than_none(fig1):
+    end = {k: np.array([fig1[s][k]["end accuracy"] for s in SEEDS]) for k in L.FIG1_KINDS}
+    record(
+        "lesson 3 §5",
+        "|noisy BN - BN| end accuracy < 0.02",
+        abs(end["noisy BN"] - end["bn"]),
+        0.02,
+        above=False,
+    )
+    record(
+        "lesson 3 §5", "noisy BN - no BN end accuracy > 0.02", end["noisy BN"] - end["none"], 0.02
+    )
+    record(
+        "lesson 3 §5",
+        "steps to 90%: no BN / noisy BN > 10",
+        _ratio(fig1, "steps to 90%", "none", "noisy BN"),
+        10,
+    )
+    record(
+        "lesson 3 §5",
+        "noisy BN's median moves > 2x BN's",
+        _ratio(fig1, "median moves", "noisy BN", "bn"),
+        2,
+    )
+
+
+def test_s6_ics_smaller_with_bn_mostly_because_its_gradients_are(tracked):
+    summary = {s: {k: L.ics_summary(m) for k, (_, _, m) in tracked[s].items()} for s in SEEDS}
+    absolute = np.array([summary[s]["bn"][0] / summary[s]["none"][0] for s in SEEDS])
+    relative = np.array([summary[s]["bn"][1] / summary[s]["none"][1] for s in SEEDS])
+    record("lesson 3 §6", "ICS: BN / no BN < 0.5", absolute, 0.5, above=False)
+    record("lesson 3 §6", "ICS per unit of gradient: BN / no BN > 0.4", relative, 0.4)
+    record("lesson 3 §6", "relative ratio > 1.5x the absolute one", relative / absolute, 1.5)
+
+
+def _landscape_ratios(tracked, name):
+    """{seed: (steps (M,), BN / no BN (M,))} for a landscape measure."""
+    out = {}
+    for s in SEEDS:
+        none, bn = tracked[s]["none"][2], tracked[s]["bn"][2]
+        out[s] = none["step"], bn[name] / np.maximum(none[name], 1e-30)
+    return out
+
+
+@pytest.mark.parametrize("name", ["loss_range", "grad_change"])
+def test_s7_the_landscape_is_smoother_with_bn_from_step_50_to_150(tracked, name):
+    ratios = _landscape_ratios(tracked, name)
+    worst = [r[(steps >= 50) & (steps <= 150)].max() for steps, r in ratios.values()]
+    record(
+        "lesson 3 §7",
+        f"{name}, steps 50-150: BN / no BN < 1 at every measurement",
+        worst,
+        1,
+        above=False,
+    )
+
+
+def test_s7_at_step_25_bn_gradient_changes_more(tracked):
+    ratios = _landscape_ratios(tracked, "grad_change")
+    record(
+        "lesson 3 §7",
+        "grad_change at step 25: BN / no BN > 1.5",
+        [r[0] for _, r in ratios.values()],
+        1.5,
+    )
+
+
+@pytest.mark.parametrize("name", ["loss_range", "grad_change"])
+def test_s7_after_step_150_neither_is_consistently_smoother(tracked, name):
+    late = np.concatenate(
+        [r[steps > 150] for steps, r in _landscape_ratios(tracked, name).values()]
+    )
+    share = [np.mean(late > 1)]  # pooled over seeds and measurements
+    record("lesson 3 §7", f"{name} after step 150: share with BN larger > 0.1", share, 0.1)
+    record(
+        "lesson 3 §7", f"{name} after step 150: share with BN larger < 0.6", share, 0.6, above=False
+    )
+
+
+def test_s8_batch_mates_change_a_samples_output_only_with_bn(tracked, data):
+    spread = {}
+    for kind in ("none", "bn"):
+        values = []
+        for s in SEEDS:
+            model = tracked[s][kind][0]
+            before = copy.deepcopy(model.state_dict())
+            values.append(L.batch_mate_spread(model, data.x_test[:1], data.x_train, seed=s))
+            after = model.state_dict()  # NB: the lesson once changed the running statistics here
+            assert all(torch.equal(before[k], after[k]) for k in before), "the model was changed"
+            assert not model.training
+        spread[kind] = values
+    record(
+        "lesson 3 §8",
+        "no BN: the logits do not vary (sd < 1e-6)",
+        spread["none"],
+        1e-6,
+        above=False,
+    )
+    record(
+        "lesson 3 §8",
+        "BN: one digit's logits vary with its batch-mates (sd > 0.1)",
+        spread["bn"],
+        0.1,
+    )
+
+
+def test_s8_bn_generalizes_no_worse_here(tracked, data):
+    def gap_and_test(model):
+        test = accuracy(model, data.x_test, data.y_test)
+        return accuracy(model, data.x_train, data.y_train) - test, test
+
+    got = {k: [gap_and_test(tracked[s][k][0]) for s in SEEDS] for k in ("none", "bn")}
+    gaps = [n[0] - b[0] for n, b in zip(got["none"], got["bn"], strict=True)]
+    tests = [b[1] - n[1] for n, b in zip(got["none"], got["bn"], strict=True)]
+    record("lesson 3 §8", "train-test gap: no BN's - BN's > -0.01", gaps, -0.01)
+    record("lesson 3 §8", "test accuracy: BN - no BN > 0", tests, 0)
