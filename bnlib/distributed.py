@@ -15,9 +15,10 @@ Parameter gradients stay local, as with torch.nn.SyncBatchNorm: DistributedDataP
 all-reduce, `average_gradients`) combines them.
 
 `run_on_processes(fn, K, *args)` runs fn(rank, world_size, *args) on K spawned processes joined in
-a gloo process group on a free localhost port, and returns the K results. NB: spawned processes
-import fn by name, so fn must live in an importable module (as the functions below do), not in a
-notebook cell.
+a gloo process group, and returns the K results. The processes meet through a file in a fresh
+temporary folder (a FileStore), not a TCP port, so two launches at once cannot clash. NB: spawned
+processes import fn by name, so fn must live in an importable module (as the functions below
+do), not in a notebook cell.
 
 Shape legend: N batch, C channels, D features, K processes.
 References: torch/nn/modules/batchnorm.py (SyncBatchNorm), torch/nn/modules/_functions.py;
@@ -195,17 +196,19 @@ class SyncBatchNorm(_BatchNorm):
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
+    """A TCP port on 127.0.0.1 that is free now (the OS picks it). NB: another program may take
+    it before you bind it, which is why run_on_processes meets through a file instead."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _worker(rank, fn, world_size, port, args, out_dir):
+def _worker(rank, fn, world_size, out_dir, args):
     torch.set_num_threads(1)  # K processes share the machine's cores
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
+    # NB: a file in this launch's own folder, not a TCP port: a port picked as free can be taken
+    # by another launch (or any program) before the processes bind it; a fresh folder cannot.
+    store = os.path.join(out_dir, "rendezvous")
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
         result = fn(rank, world_size, *args)
         dist.barrier()
@@ -218,7 +221,8 @@ def run_on_processes(fn, world_size, *args):
     """Run fn(rank, world_size, *args) on world_size CPU processes; return the results by rank.
 
     The processes are started with torch.multiprocessing's spawn and joined in a gloo process
-    group on a free localhost port (torch.distributed works inside each). Results travel back
+    group that meets through a file in a fresh temporary folder (torch.distributed works inside
+    each; launches running at the same time share nothing, no port either). Results travel back
     through torch.save, so tensors, numbers and dicts of them are fine. NB: fn must be importable
     (defined in a module, e.g. bnlib.distributed.sync_bn_step), not in a notebook cell: spawned
     processes find it by its module and name. An exception in any process is raised here.
@@ -238,7 +242,7 @@ def run_on_processes(fn, world_size, *args):
     with tempfile.TemporaryDirectory(prefix="bnlib-dist-") as out_dir:
         mp.spawn(
             _worker,
-            args=(fn, world_size, free_port(), args, out_dir),
+            args=(fn, world_size, out_dir, args),
             nprocs=world_size,
             join=True,
         )
@@ -304,7 +308,16 @@ def average_gradients(model, group=None):
 
 
 def train_data_parallel(
-    rank, world_size, sync, local_batch, epochs, lr, seed=0, dtype=torch.float32, steps=None
+    rank,
+    world_size,
+    sync,
+    local_batch,
+    epochs,
+    lr,
+    seed=0,
+    dtype=torch.float32,
+    steps=None,
+    data=None,
 ):
     """Data-parallel SGD on the digits MLP of bnlib.train.mlp(norm="bn"), run on every process.
 
@@ -314,16 +327,20 @@ def train_data_parallel(
     rounding, train(mlp(norm="bn"), batch_size=world_size * local_batch) on one process.
     steps: stop after that many steps (as train(..., steps=...)), None for all the epochs.
     dtype: of the model and the data (float64 keeps rounding differences from growing over the
-    steps, for an exact comparison). Returns this process's test accuracy in eval mode (rank 0's
-    counts: DDP broadcasts rank 0's buffers), its first BN layer's running mean and its
-    state_dict.
+    steps, for an exact comparison). data: the digits as bnlib.data.load_digits(tensors=True)
+    gives them (default: loaded here; passing them spares each process scikit-learn's import).
+    Returns this process's test accuracy in eval mode (rank 0's counts: DDP broadcasts rank 0's
+    buffers), its first BN layer's running mean and its state_dict.
     """
     from torch import nn
 
-    from bnlib.data import load_digits
     from bnlib.train import accuracy, mlp
 
-    x, y, x_test, y_test = load_digits(tensors=True)
+    if data is None:
+        from bnlib.data import load_digits
+
+        data = load_digits(tensors=True)
+    x, y, x_test, y_test = data[:4]
     x, x_test = x.to(dtype), x_test.to(dtype)
     torch.manual_seed(seed)
     model = mlp(norm="bn").to(dtype)  # the same initial weights on every process
@@ -356,12 +373,12 @@ def train_data_parallel(
 
 
 def local_vs_sync(
-    rank, world_size, local_batch, epochs, lr, seed=0, dtype=torch.float32, steps=None
+    rank, world_size, local_batch, epochs, lr, seed=0, dtype=torch.float32, steps=None, data=None
 ):
     """train_data_parallel twice in the same processes (one launch): {"local": ..., "sync": ...}."""
     return {
         kind: train_data_parallel(
-            rank, world_size, sync, local_batch, epochs, lr, seed, dtype, steps
+            rank, world_size, sync, local_batch, epochs, lr, seed, dtype, steps, data
         )
         for kind, sync in (("local", False), ("sync", True))
     }

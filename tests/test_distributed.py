@@ -86,6 +86,30 @@ def test_local_bn_differs_so_the_comparison_can_fail():
     assert not torch.allclose(torch.cat([r["out"] for r in local]), out, atol=1e-3)
 
 
+def test_two_launches_at_once_do_not_clash():
+    """Each launch meets through a file in its own folder (no port to race for): two launched at
+    the same time each combine only their own processes' batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(1)
+    cases = [
+        [torch.randn(2, 3, generator=g, dtype=torch.float64) + offset for _ in range(2)]
+        for offset in (0.0, 50.0)
+    ]
+    douts = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        launches = [
+            pool.submit(run_on_processes, sync_bn_step, 2, batches, None, None, douts)
+            for batches in cases
+        ]
+        results = [launch.result(timeout=120) for launch in launches]
+    for batches, ranks in zip(cases, results, strict=True):
+        out, _, _ = _reference(batches, None, None, douts)
+        torch.testing.assert_close(
+            torch.cat([r["out"] for r in ranks]), out, rtol=1e-10, atol=1e-10
+        )
+
+
 def test_without_a_process_group_it_is_plain_batch_norm():
     x = torch.randn(6, 4, 3, 3, dtype=torch.float64)
     ours, theirs = SyncBatchNorm(4, dtype=torch.float64), torch.nn.BatchNorm2d(4).double()
