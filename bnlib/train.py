@@ -147,8 +147,8 @@ def train(
     epoch; the last, smaller batch of an epoch is dropped (BN in training mode cannot take a batch
     of one, and equal batch sizes keep the comparison fair). eval_every: evaluate test accuracy
     (eval mode) every that many steps, and always at the end. callback(step, model): called after
-    each step (for hooks and measurements); it must not change the model. progress: a tqdm.auto
-    bar.
+    each step (for hooks and measurements); it must not change the model. progress: show a progress bar
+    (bnlib.progress).
     """
     x, y, x_test, y_test = data[:4]
     n = len(x)
@@ -164,9 +164,9 @@ def train(
     history = History()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from bnlib.progress import progress_bar
 
-        bar = tqdm(total=total, desc=desc, leave=False)
+        bar = progress_bar(total=total, desc=desc)
     step, order = 0, None
     while step < total:
         if step % per_epoch == 0:
@@ -239,9 +239,9 @@ def batch_size_sweep(
     x_test, y_test = data[2], data[3]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from bnlib.progress import progress_bar
 
-        bar = tqdm(total=int(np.prod(shape)), desc="batch-size sweep", leave=False)
+        bar = progress_bar(total=int(np.prod(shape)), desc="batch-size sweep")
     for i, kind in enumerate(kinds):
         for j, n in enumerate(batch_sizes):
             for k, seed in enumerate(seeds):
@@ -281,9 +281,9 @@ def lr_sweep(make_model, kinds, lrs, data, *, seed=0, progress=False, **train_kw
     runs = {}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from bnlib.progress import progress_bar
 
-        bar = tqdm(total=len(kinds) * len(lrs), desc="learning-rate sweep", leave=False)
+        bar = progress_bar(total=len(kinds) * len(lrs), desc="learning-rate sweep")
     for kind in kinds:
         for lr in lrs:
             torch.manual_seed(seed)

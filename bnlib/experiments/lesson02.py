@@ -255,9 +255,9 @@ def fine_tuning_runs(data, seeds, ways=WAYS, models=None, progress=False, **over
     pretrained_acc, runs = {}, {way: [] for way in ways}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from bnlib.progress import progress_bar
 
-        bar = tqdm(total=len(seeds), desc="fine-tuning, seed by seed", leave=False)
+        bar = progress_bar(total=len(seeds), desc="fine-tuning, seed by seed")
     for seed in seeds:
         model = models[seed] if seed in models else pretrained_mlp(data, seed)
         pretrained_acc[seed] = accuracy(model, x_test, y_test)
