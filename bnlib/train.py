@@ -147,8 +147,8 @@ def train(
     epoch; the last, smaller batch of an epoch is dropped (BN in training mode cannot take a batch
     of one, and equal batch sizes keep the comparison fair). eval_every: evaluate test accuracy
     (eval mode) every that many steps, and always at the end. callback(step, model): called after
-    each step (for hooks and measurements); it must not change the model. progress: show a progress bar
-    (bnlib.progress).
+    each step (for hooks and measurements); it must not change the model. progress: show a
+    progress bar (bnlib.progress).
     """
     x, y, x_test, y_test = data[:4]
     n = len(x)
