@@ -41,6 +41,17 @@ def test_s0_without_bn_the_spread_shrinks_with_depth(deep_runs):
     record("lesson 1 §0", "no BN: last/first layer spread < 0.01", ratios, 0.01, above=False)
 
 
+def test_s0_without_bn_the_gradient_fades_towards_the_input(deep_runs):
+    """At init, the gradient reaching the first hidden layer's weights is below 1% of the one
+    reaching the last hidden layer's without BN, and within a factor 2 of it with BN (the text:
+    "the backward signal fades too", and the third panel)."""
+    plain = [r.grad_init[0] / r.grad_init[-1] for r in deep_runs[False]]
+    normed = [r.grad_init[0] / r.grad_init[-1] for r in deep_runs[True]]
+    record("lesson 1 §0", "no BN: first/last layer gradient < 0.01", plain, 0.01, above=False)
+    record("lesson 1 §0", "BN: first/last layer gradient > 0.5", normed, 0.5)
+    record("lesson 1 §0", "BN: first/last layer gradient < 2", normed, 2.0, above=False)
+
+
 def test_s0_with_bn_every_layer_keeps_a_spread_near_one(deep_runs):
     """With BN every layer's pre-activations have spread between 0.5 and 2, at init and after."""
     lows = [min(r.spread_init.min(), r.spread_trained.min()) for r in deep_runs[True]]

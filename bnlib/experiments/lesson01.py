@@ -7,15 +7,17 @@ training run on one core).
 
 - §0 `deep_sigmoid`: a six-hidden-layer sigmoid MLP on the digits, with and without BN: the spread
   over the batch of each layer's pre-activations (the sigmoid's inputs), at initialization and
-  after training, and the test accuracy;
+  after training, the gradient that reaches each layer's weights at initialization, and the test
+  accuracy;
 - §5c `init_scale_sweep`: final test accuracy against the standard deviation of the initial
   weights, with and without BN (after CS231n's assignment 2, "batch normalization and
   initialization");
 - §5d `placement_runs`: BN before the ReLU (Ioffe & Szegedy 2015, §3.2: BN on Wu + b) or after it.
 
 Shape legend: N samples, D features, L layers, S weight scales, R seeds.
-References: Ioffe & Szegedy 2015, arXiv 1502.03167, §3.2, §4.2.1; CS231n assignment 2,
-BatchNormalization.ipynb.
+References: Ioffe & Szegedy 2015, arXiv 1502.03167, §3.2, §4.2.2 (BN-x5-Sigmoid: Inception with
+sigmoids trains with BN, "never achieves better than 1/1000 accuracy" without); CS231n assignment
+2, BatchNormalization.ipynb.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bnlib.train import train
 __all__ = [
     "deep_net",
     "preactivation_spread",
+    "weight_grad_norms",
     "SIGMOID",
     "DeepRun",
     "deep_sigmoid",
@@ -74,6 +77,16 @@ def preactivation_spread(model, x):
     return np.array(spreads)
 
 
+def weight_grad_norms(model, x, y):
+    """(L,) the norm of the cross-entropy loss's gradient on (x, y) with respect to each hidden
+    Linear layer's weights (the last Linear, to the logits, left out); on a copy in train mode."""
+    probe = copy.deepcopy(model).train()
+    loss = nn.functional.cross_entropy(probe(x), y)
+    linears = [layer for layer in probe if isinstance(layer, nn.Linear)][:-1]
+    grads = torch.autograd.grad(loss, [layer.weight for layer in linears])
+    return np.array([g.norm().item() for g in grads])
+
+
 # --- §0: why normalize? A deep sigmoid MLP ------------------------------------------------------
 
 SIGMOID = dict(depth=6, width=64, steps=300, batch_size=32, lr=0.1, eval_every=25)
@@ -81,11 +94,13 @@ SIGMOID = dict(depth=6, width=64, steps=300, batch_size=32, lr=0.1, eval_every=2
 
 @dataclass
 class DeepRun:
-    """One §0 run: spreads (L,) at init and after training; test accuracy along training."""
+    """One §0 run: spreads (L,) at init and after training; weight-gradient norms (L,) at init;
+    test accuracy along training."""
 
     bn: bool
     spread_init: np.ndarray
     spread_trained: np.ndarray
+    grad_init: np.ndarray
     steps: list
     test_acc: list
 
@@ -97,13 +112,15 @@ class DeepRun:
 def deep_sigmoid(data, bn, seed=0, **overrides):
     """§0: train the deep sigmoid MLP (SIGMOID, with overrides) with or without BN; a DeepRun.
 
-    data: load_digits(tensors=True). The spread is measured on the 450 test digits.
+    data: load_digits(tensors=True). The spreads and the gradients are measured on the 450 test
+    digits.
     """
     cfg = {**SIGMOID, **overrides}
     torch.manual_seed(seed)
     model = deep_net(bn, cfg["depth"], cfg["width"], "sigmoid")
     probe = data.x_test  # (450, 64)
     before = preactivation_spread(model, probe)
+    grads = weight_grad_norms(model, probe, data.y_test)
     history = train(
         model,
         data,
@@ -114,7 +131,7 @@ def deep_sigmoid(data, bn, seed=0, **overrides):
         eval_every=cfg["eval_every"],
     )
     after = preactivation_spread(model, probe)
-    return DeepRun(bn, before, after, history.steps, history.test_acc)
+    return DeepRun(bn, before, after, grads, history.steps, history.test_acc)
 
 
 # --- §5c: robustness to the scale of the initial weights -----------------------------------------
