@@ -1,11 +1,13 @@
 """Lesson 5's claims, asserted on bnlib itself: the shared-statistics groups of BN, LN, IN and GN
 are the ones Wu & He draw, GN spans LN (G=1) to IN (G=C), only BN in training mode depends on the
-batch, and the groups explorer shows what it says."""
+batch, at batch 2 a fully connected BN collapses and a conv BN does not, and the groups explorer
+shows what it says."""
 
 import numpy as np
 import pytest
 
 from bnlib import functional as F
+from bnlib.data import load_digits
 from bnlib.plots import shared_statistics
 from bnlib.widgets import NormGroupExplorer
 
@@ -81,3 +83,18 @@ def test_groups_explorer_frames_and_statistics():
     assert "GN with G=3" in explorer.summary()
     explorer.method.value = "LN"  # G is ignored outside GN
     assert explorer.image.value == explorer.frames["LN", 2]
+
+
+def test_batch_2_collapses_a_fully_connected_bn_but_not_a_conv_bn():
+    """§5: at batch 2 a fully connected BN leaves each feature ≈ ±1 (0 where the two values are
+    equal), while a conv BN normalizes over N·H·W values and keeps many distinct outputs."""
+    two = load_digits(images=True, tensors=True).x_train[:2].numpy().astype(np.float64)
+    fc = F.batch_norm(two.reshape(2, 64), None, None, training=True)
+    equal = two[0].ravel() == two[1].ravel()
+    assert np.all(fc[:, equal] == 0)
+    np.testing.assert_allclose(np.abs(fc[:, ~equal]), 1, atol=0.01)
+    np.testing.assert_array_equal(
+        np.sign(fc[0, ~equal]), np.sign(two[0].ravel() - two[1].ravel())[~equal]
+    )
+    conv = F.batch_norm(two, None, None, training=True)
+    assert len(np.unique(conv.round(6))) > 10

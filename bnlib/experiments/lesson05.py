@@ -79,7 +79,8 @@ def final_accuracies(runs):
 
 def accuracy_table(acc, batches=(32, 2)):
     """The final accuracies as text: one row per kind, one column per batch size, each cell
-    "mean ± sd [lowest, highest]" over the seeds (blank where that configuration did not run)."""
+    "mean ± sd [lowest, highest]" over the seeds (blank where that configuration did not run).
+    sd is the sample standard deviation over the seeds (ddof=1)."""
     header = f"{'':15s}" + "".join(f"{f'batch {n}':^30s}" for n in batches)
     lines = [header.rstrip()]
     for kind, label in KINDS.items():
@@ -87,7 +88,7 @@ def accuracy_table(acc, batches=(32, 2)):
         row = f"{label:15s}" + "".join(
             " " * 30
             if a is None
-            else f"  {a.mean():.3f} ± {a.std():.3f} [{a.min():.3f}, {a.max():.3f}]"
+            else f"  {a.mean():.3f} ± {a.std(ddof=1):.3f} [{a.min():.3f}, {a.max():.3f}]"
             for a in cells
         )
         lines.append(row.rstrip())
