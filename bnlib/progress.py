@@ -12,11 +12,14 @@ lesson reads as finished and reopens cleanly. Outside a notebook it is tqdm's or
         ...
         bar.update(1)
     bar.close()
+
+    for seed in track(range(5), desc="seeds"):   # the same, around an iterable
+        ...
 """
 
 from __future__ import annotations
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "track"]
 
 
 def progress_bar(total, desc):
@@ -32,6 +35,17 @@ def progress_bar(total, desc):
     if notebook_tqdm is not None and issubclass(tqdm, notebook_tqdm):
         return _NotebookBar(tqdm, int(total), desc)
     return tqdm(total=int(total), desc=desc, leave=False)
+
+
+def track(iterable, desc, total=None):
+    """Yield the items of iterable while a progress_bar counts them; total defaults to its len()."""
+    bar = progress_bar(total=len(iterable) if total is None else total, desc=desc)
+    try:
+        for item in iterable:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 class _NotebookBar:

@@ -6,7 +6,7 @@ from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from bnlib.progress import progress_bar
+from bnlib.progress import progress_bar, track
 
 
 def test_outside_a_notebook_it_is_tqdms_text_bar(capsys):
@@ -40,3 +40,8 @@ def test_a_stored_notebook_shows_the_finished_line_not_the_widget():
     assert shown[0].data == {"text/plain": "four runs: 4 of 4 done"}  # no widget, no "0%"
     assert [o.text for o in outputs if o.output_type == "stream"] == ["after\n"]
     nbformat.validate(nb)
+
+
+def test_track_counts_an_iterable_and_closes(capsys):
+    assert list(track(range(3), desc="items")) == [0, 1, 2]
+    assert "items" in capsys.readouterr().err

@@ -51,14 +51,14 @@ def cnn_run(kind, batch_size, seed, data, *, epochs=2, base_lr=0.05, evals_per_e
 def cnn_runs(data, seeds, configs=CONFIGS, *, progress=False, **kwargs):
     """cnn_run for every (kind, batch size) in configs and every seed; {(kind, N, seed): History}.
 
-    kwargs go to cnn_run (epochs, base_lr, evals_per_epoch). progress: a tqdm.auto bar.
+    kwargs go to cnn_run (epochs, base_lr, evals_per_epoch). progress: show a progress bar.
     """
     jobs = [(kind, n, seed) for kind, n in configs for seed in seeds]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from bnlib.progress import progress_bar
 
-        bar = tqdm(total=len(jobs), desc="four norms", leave=False)
+        bar = progress_bar(total=len(jobs), desc="four norms")
     runs = {}
     for kind, n, seed in jobs:
         runs[kind, n, seed] = cnn_run(kind, n, seed, data, **kwargs)
