@@ -31,6 +31,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "TASKS",
     "check_batchnorm_backward",
     "check_batchnorm_forward",
+    "hidden_cases",
     "matching_mistakes",
     "outputs_match",
     "run_tasks",
@@ -207,8 +209,11 @@ def _describe_exception(e):
         for f in traceback.extract_tb(e.__traceback__)
         if f.filename != __file__ and "site-packages" not in f.filename
     ]
-    if frames:
-        text += f" (line {frames[-1].lineno} of {frames[-1].name})"
+    where = getattr(e, "__bnlib_where__", None)  # `bnlib grade`: raised in the learner's kernel
+    if where is None and frames:
+        where = f"line {frames[-1].lineno} of {frames[-1].name}"
+    if where:
+        text += f" ({where})"
     if isinstance(e, NotImplementedError):
         text += f": {_NOT_IMPLEMENTED_HINT}"
     return text
@@ -222,6 +227,9 @@ def _call(fn, args, budget, label):
             f"the check ran out of time ({CHECK_TIMEOUT:g} s in all) before it could call {label} "
             "again: is it very slow?"
         )
+    remote = next((r for r in map(_remote_of, args) if r is not None), None)
+    if remote is not None and _remote_of(fn) is None:
+        fn = remote.runner(fn)  # `bnlib grade`: a bnlib helper driving learner objects runs there
     box = {}
 
     def target():
@@ -243,6 +251,14 @@ def _call(fn, args, budget, label):
     if "error" in box:
         raise _CallError(f"{label} raised {_describe_exception(box['error'])}")
     return box.get("value")
+
+
+def _remote_of(value):
+    """The grader's handle on the learner's process when `value` lives there (`bnlib grade`)."""
+    try:
+        return getattr(value, "__bnlib_remote__", None)
+    except Exception:  # noqa: BLE001 - an object with a broken __getattr__ is not a handle
+        return None
 
 
 def _type_name(value):
@@ -311,6 +327,34 @@ def _modified(label, names, originals, passed):
 
 # --- hidden cases --------------------------------------------------------------------------------
 
+_HIDDEN = threading.local()  # per thread: `bnlib grade` grades several notebooks at once
+
+
+@contextmanager
+def hidden_cases(secret):
+    """While active (in this thread), every check draws its cases from generators seeded with
+    `secret` as well as the check's fixed seed: the cases `bnlib grade` uses are then ones the
+    learner has never seen. Outside, the checks' cases are the fixed, reproducible ones."""
+    before = getattr(_HIDDEN, "secret", None)
+    _HIDDEN.secret = int(secret)
+    try:
+        yield
+    finally:
+        _HIDDEN.secret = before
+
+
+def _case_rng(seed):
+    """The generator a check draws its cases from: `seed`'s, mixed with the grading secret."""
+    secret = getattr(_HIDDEN, "secret", None)
+    return np.random.default_rng(seed if secret is None else [secret, seed])
+
+
+def _case_seed(seed):
+    """An integer seed (for torch) for a check's cases: `seed`, mixed with the grading secret."""
+    if getattr(_HIDDEN, "secret", None) is None:
+        return seed
+    return int(_case_rng(seed).integers(2**31))
+
 
 class _EpsCase:
     """For the case dataclasses with an `eps` field: None calls the learner's function without
@@ -341,7 +385,7 @@ class _Case(_EpsCase):
 
 def _forward_cases():
     """The hidden cases: fixed, and drawn from a private generator (the learner's seed is kept)."""
-    rng = np.random.default_rng(20150211)  # Ioffe & Szegedy's arXiv submission date
+    rng = _case_rng(20150211)  # Ioffe & Szegedy's arXiv submission date
 
     def affine(D):
         gamma = rng.uniform(0.5, 2.0, D) * rng.choice([-1.0, 1.0], D)
@@ -704,7 +748,7 @@ def check_batchnorm_backward(batchnorm_forward, backward_fn, *, name=None) -> Ch
             return _not_callable(what, fn)
     budget = _Budget()
     cases = _forward_cases()
-    rng = np.random.default_rng(19)
+    rng = _case_rng(19)
     douts = [rng.standard_normal(case.x.shape) for case in cases]
     outcomes, forward_wrong = [], False
     for case, dout in zip(cases, douts, strict=True):

@@ -20,6 +20,8 @@ from bnlib.checks import (
     _array_problem,
     _call,
     _CallError,
+    _case_rng,
+    _case_seed,
     _describe_exception,
     _EpsCase,
     _fail,
@@ -148,7 +150,7 @@ class _RunningCase:
 
 
 def _running_cases():
-    rng = np.random.default_rng(1502)
+    rng = _case_rng(1502)
 
     def x(n, d, loc=0.0, scale=1.0):
         return rng.standard_normal((n, d)) * scale + loc
@@ -311,7 +313,7 @@ class _EvalCase(_EpsCase):
 
 
 def _eval_cases():
-    rng = np.random.default_rng(2015)
+    rng = _case_rng(2015)
 
     def case(name, short, x, mean, var, eps=None, hint=""):
         D = x.shape[1]
@@ -473,7 +475,7 @@ class _FoldCase(_EpsCase):
 
 
 def _fold_cases():
-    rng = np.random.default_rng(1503)
+    rng = _case_rng(1503)
 
     def case(name, short, K, D, eps=None, var_scale=1.0, hint=""):
         return _FoldCase(
@@ -552,16 +554,16 @@ class _ModuleCase:
 
 def _module_cases():
     return [
-        _ModuleCase("BatchNorm1d(3), the defaults", "defaults", 3, {}, 0),
+        _ModuleCase("BatchNorm1d(3), the defaults", "defaults", 3, {}, _case_seed(0)),
         _ModuleCase(
             "BatchNorm1d(5, eps=1e-3, momentum=0.3)",
             "eps, momentum passed",
             5,
             {"eps": 1e-3, "momentum": 0.3},
-            1,
+            _case_seed(1),
             hint="use the eps and momentum arguments of __init__",
         ),
-        _ModuleCase("BatchNorm1d(1), one feature", "one feature", 1, {}, 2),
+        _ModuleCase("BatchNorm1d(1), one feature", "one feature", 1, {}, _case_seed(2)),
     ]
 
 

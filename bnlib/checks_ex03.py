@@ -21,6 +21,8 @@ from bnlib.checks import (
     _Budget,
     _call,
     _CallError,
+    _case_rng,
+    _case_seed,
     _EpsCase,
     _guarded,
     _label,
@@ -79,12 +81,12 @@ def _model_cases():
     import torch
 
     def sigmoid_eval():
-        torch.manual_seed(3)
+        torch.manual_seed(_case_seed(3))
         model = _mlp((12, 16, 8, 4), "Sigmoid").eval()
         return model, torch.randn(40, 12) * 2 + 1, None
 
     def bn_tanh_eval():
-        torch.manual_seed(4)
+        torch.manual_seed(_case_seed(4))
         model = _mlp((10, 12, 12, 3), "Tanh", norm=True)
         with torch.no_grad():
             for _ in range(5):  # running statistics that differ from the defaults
@@ -92,12 +94,12 @@ def _model_cases():
         return model.eval(), torch.randn(25, 10) * 3 + 2, None
 
     def relu_nested_q():
-        torch.manual_seed(5)
+        torch.manual_seed(_case_seed(5))
         model = _mlp((8, 20, 6, 2), "ReLU", nested=True).eval()
         return model, torch.randn(33, 8), (5, 25, 50, 75, 95)
 
     def bn_train_mode():
-        torch.manual_seed(6)
+        torch.manual_seed(_case_seed(6))
         return _mlp((6, 9, 5), "ReLU", norm=True).train(), torch.randn(7, 6) - 3, (10, 90)
 
     return [
@@ -324,7 +326,7 @@ class _NoisyCase(_EpsCase):
 
 
 def _noisy_cases():
-    rng = np.random.default_rng(18051160)  # Santurkar et al.'s arXiv number
+    rng = _case_rng(18051160)  # Santurkar et al.'s arXiv number
 
     def case(name, short, x, eps=None, hint=""):
         D = x.shape[1]

@@ -21,6 +21,7 @@ from bnlib.checks import (
     _Budget,
     _call,
     _CallError,
+    _case_rng,
     _EpsCase,
     _guarded,
     _label,
@@ -132,7 +133,7 @@ def _params(rng, n):
 
 
 def _ln_cases():
-    rng = np.random.default_rng(1607_06450)
+    rng = _case_rng(1607_06450)
 
     def case(name, short, x, eps=None, hint=""):
         return _Case(name, short, x, *_params(rng, x.shape[1]), eps, hint=hint)
@@ -291,7 +292,7 @@ def check_layernorm_backward(layernorm_forward, layernorm_backward) -> CheckResu
         if not callable(fn):
             return _not_callable(what, fn)
     budget, outcomes, cases = _Budget(), [], _ln_cases()
-    rng = np.random.default_rng(5)
+    rng = _case_rng(5)
     for case in cases:
         dout = rng.standard_normal(case.x.shape)
         try:
@@ -405,7 +406,7 @@ def check_groupnorm_forward(groupnorm_forward) -> CheckResult:
     label = _label(groupnorm_forward, "groupnorm_forward")
     if not callable(groupnorm_forward):
         return _not_callable("groupnorm_forward", groupnorm_forward)
-    cases = _image_cases(np.random.default_rng(1803_08494))
+    cases = _image_cases(_case_rng(1803_08494))
     return _run(groupnorm_forward, label, cases, groupnorm_reference, GROUPNORM_MISTAKES)
 
 
@@ -449,7 +450,7 @@ def check_instancenorm_forward(instancenorm_forward) -> CheckResult:
     label = _label(instancenorm_forward, "instancenorm_forward")
     if not callable(instancenorm_forward):
         return _not_callable("instancenorm_forward", instancenorm_forward)
-    cases = _image_cases(np.random.default_rng(1607_08022), groups=False)
+    cases = _image_cases(_case_rng(1607_08022), groups=False)
     return _run(instancenorm_forward, label, cases, instancenorm_reference, INSTANCENORM_MISTAKES)
 
 
