@@ -27,6 +27,26 @@ What JupyterLab hides stays hidden: a cell whose input is collapsed (`jupyter.so
 tagged `hide-input`/`remove-input` shows only its output (a quiz's source holds its answers),
 collapsed outputs are left out, and a cell tagged `remove-cell` is left out entirely.
 
+Every slide fits the screen, with nothing cut off and no scroll box. The slide is 1280x720 (16:9;
+reveal.js scales it to the window), code and outputs wrap at spaces instead of running off the
+right edge (never inside a number), and a figure is at most 600 px high. What is still too big is
+fitted in the browser by the template's script (slides-src/template/bnlib-reveal/index.html.j2),
+once MathJax has typeset and the fonts have loaded, before reveal.js starts:
+
+- a slide that would have to shrink below 75 % to fit is cut into pages, at a block boundary (a
+  cell, a cell's input and its output, a paragraph, a list item, a table row); a continuation page
+  repeats the slide's heading, marked "(cont.)", and follows as the next (sub)slide;
+- a page still too tall or too wide (one long code block, a wide table) is scaled down to fit,
+  never below 50 %; content that would need less stays cut off, so the fit test fails on it.
+
+The pages are measured at the slide's own size, so the cut is the same on every screen. The
+lessons' metadata is not touched; the same rules fit tomorrow's content.
+
+Chinese (lesson 6, the course map) renders with Noto Sans TC (SIL OFL) from the pinned npm package
+@fontsource/noto-sans-tc: the build ships only the woff2 files that hold a CJK character the
+decks use, and declares each for exactly those characters (unicode-range), so the Latin text keeps
+the theme's fonts. No system CJK font is needed.
+
 Node.js and npm are needed to build (not to present); without them the build stops with a message.
 """
 
@@ -38,7 +58,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["SlidesError", "build", "export_deck", "install_vendor", "ensure_node_modules"]
+__all__ = [
+    "SlidesError",
+    "build",
+    "export_deck",
+    "install_vendor",
+    "install_cjk_font",
+    "ensure_node_modules",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "slides-src"  # package.json, package-lock.json, template/
@@ -65,13 +92,33 @@ VENDOR_FILES = {
     ],
 }
 
+# The CJK web font: one weight (400; headings get the browser's synthetic bold), woff2 only.
+FONT_PACKAGE = "@fontsource/noto-sans-tc"
+FONT_FAMILY = "Noto Sans TC"
+FONT_CSS = "400.css"  # @font-face rules of the package: one per woff2 subset, with unicode-range
+FONT_DIR = "noto-sans-tc"  # under <out>/vendor/: the woff2 files the decks use and their CSS
+# Code points that the web font draws: CJK radicals and symbols through the unified ideographs,
+# compatibility ideographs, vertical and fullwidth forms, and the supplementary ideographs.
+CJK_RANGES = [
+    (0x2E80, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0xFE30, 0xFE4F),
+    (0xFF00, 0xFFEF),
+    (0x20000, 0x3FFFF),
+]
+
 # Cells whose input a deck leaves out, besides those collapsed in JupyterLab (Jupyter Book's tags).
 HIDE_INPUT_TAGS = {"hide-input", "remove-input"}
 
 EXPORTER_CONFIG = {
     "reveal_url_prefix": f"{VENDOR}/reveal.js",
     "reveal_theme": "white",
-    "reveal_scroll": True,  # a slide taller than the screen scrolls instead of being cut off
+    # 16:9, the shape of projectors and of the 1280x720 and 1920x1080 screens the test checks.
+    "reveal_width": "1280",
+    "reveal_height": "720",
+    # nbconvert's scroll box is sized before reveal scales the slide, so its end is out of reach;
+    # the template fits each slide instead (module docstring).
+    "reveal_scroll": False,
     "require_js_url": f"{VENDOR}/requirejs/require.js",
     "jquery_url": f"{VENDOR}/jquery/dist/jquery.min.js",
     "mathjax_url": f"{VENDOR}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
@@ -128,6 +175,74 @@ def install_vendor(out_dir, node_modules):
     return vendor
 
 
+def _is_cjk(codepoint):
+    return any(lo <= codepoint <= hi for lo, hi in CJK_RANGES)
+
+
+def _unicode_range(codepoints):
+    """CSS unicode-range for a set of code points: U+4e00,U+4e8c-4e8d, ..."""
+    spans, points = [], sorted(codepoints)
+    for cp in points:
+        if spans and cp == spans[-1][1] + 1:
+            spans[-1][1] = cp
+        else:
+            spans.append([cp, cp])
+    return ",".join(f"U+{a:x}" if a == b else f"U+{a:x}-{b:x}" for a, b in spans)
+
+
+def _parse_unicode_range(text):
+    points = set()
+    for part in text.split(","):
+        first, _, last = part.strip().removeprefix("U+").removeprefix("u+").partition("-")
+        points.update(range(int(first, 16), int(last or first, 16) + 1))
+    return points
+
+
+def install_cjk_font(out_dir, node_modules, decks):
+    """Copy the web font's woff2 files that hold a CJK character used in `decks` to
+    out_dir/vendor/noto-sans-tc/, with a style sheet declaring each file for those characters only.
+
+    Returns the style sheet's path. Fontsource cuts the font into ~100 files by frequency; a deck
+    in Chinese needs a few dozen of them.
+    """
+    import re
+
+    package = node_modules / FONT_PACKAGE
+    css_path = package / FONT_CSS
+    if not css_path.is_file():
+        raise SlidesError(f"bnlib.slides: {css_path} is missing; reinstall with `npm ci`")
+    used = {ord(ch) for deck in decks for ch in Path(deck).read_text(encoding="utf-8")}
+    used = {cp for cp in used if _is_cjk(cp)}
+    target = Path(out_dir) / VENDOR / FONT_DIR
+    if target.is_dir():
+        shutil.rmtree(target)  # files of an earlier build that the decks no longer need
+    target.mkdir(parents=True)
+    rules = []
+    for block in re.findall(r"@font-face\s*{([^}]*)}", css_path.read_text(encoding="utf-8")):
+        woff2 = re.search(r"url\(\./files/([^)]+\.woff2)\)", block)
+        ranges = re.search(r"unicode-range:\s*([^;]+);", block)
+        if not (woff2 and ranges):
+            continue
+        # NB: the package's subsets also cover Latin letters and punctuation; declare each file
+        # for the CJK characters the decks use, so Latin text keeps the theme's fonts.
+        wanted = used & _parse_unicode_range(ranges.group(1))
+        if not wanted:
+            continue
+        shutil.copy2(package / "files" / woff2.group(1), target / woff2.group(1))
+        rules.append(
+            "@font-face {\n"
+            f"  font-family: '{FONT_FAMILY}';\n"
+            "  font-style: normal;\n  font-weight: 400;\n  font-display: block;\n"
+            f"  src: url(./{woff2.group(1)}) format('woff2');\n"
+            f"  unicode-range: {_unicode_range(wanted)};\n}}\n"
+        )
+    shutil.copy2(package / "LICENSE", target / "LICENSE")
+    css = target / f"{FONT_DIR}.css"
+    header = f"/* {FONT_FAMILY} (SIL OFL 1.1, see LICENSE) from {FONT_PACKAGE}; bnlib.slides */\n"
+    css.write_text(header + "\n".join(rules), encoding="utf-8")
+    return css
+
+
 def export_deck(notebook, out_dir):
     """Write one notebook's deck to out_dir/<stem>.slides.html (vendor files not included)."""
     import nbformat
@@ -153,7 +268,12 @@ def export_deck(notebook, out_dir):
     config.SlidesExporter.extra_template_basedirs = [str(SRC / "template")]
     config.SlidesExporter.template_name = "bnlib-reveal"
     exporter = SlidesExporter(config=config)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
+    resources = {
+        "metadata": {"name": notebook.stem},
+        "bnlib_font_css": f"{VENDOR}/{FONT_DIR}/{FONT_DIR}.css",
+        "bnlib_font_family": FONT_FAMILY,
+    }
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
 
     deck = Path(out_dir) / f"{notebook.stem}.slides.html"
     deck.parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +292,12 @@ def build(notebooks=None, out_dir=OUT):
     missing = [str(n) for n in notebooks if not n.is_file()]
     if missing:
         raise SlidesError(f"bnlib.slides: no such notebook: {', '.join(missing)}")
-    install_vendor(out_dir, ensure_node_modules())
-    return [export_deck(n, out_dir) for n in notebooks]
+    node_modules = ensure_node_modules()
+    install_vendor(out_dir, node_modules)
+    decks = [export_deck(n, out_dir) for n in notebooks]
+    # The font covers every deck in out_dir, also those of an earlier build of other lessons.
+    install_cjk_font(out_dir, node_modules, sorted(Path(out_dir).glob("*.slides.html")))
+    return decks
 
 
 def main(argv=None):

@@ -238,3 +238,14 @@ def test_lesson_deck_presents_offline(lesson_deck, tmp_path):
     assert not failed, f"requests failed: {failed}"
     assert not errors, f"JavaScript errors: {errors}"
     assert "lesson 1" in title.lower()  # the theme capitalizes headings
+
+
+def test_font_unicode_range_round_trip():
+    """The CJK font's style sheet declares each woff2 file for exactly the characters used."""
+    used = {ord(c) for c in "批次正規化（小批次）"} | {0x20000}
+    css = slides._unicode_range(used)
+    assert css.startswith("U+") and " " not in css
+    assert slides._parse_unicode_range(css) == used
+    assert slides._parse_unicode_range("U+4e00-4e02,U+ff08") == {0x4E00, 0x4E01, 0x4E02, 0xFF08}
+    assert slides._is_cjk(ord("批")) and slides._is_cjk(ord("（"))
+    assert not any(slides._is_cjk(ord(c)) for c in "Aa1·—×≈→ε")
