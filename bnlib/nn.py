@@ -646,17 +646,20 @@ __all__ += ["NoisyBatchNorm1d"]
 
 
 class NoisyBatchNorm1d(nn.BatchNorm1d):
-    """Batch norm followed, in training mode, by noise that shifts and rescales every activation.
+    """Batch norm followed, in training mode, by a random scale and shift of every unit.
 
     (torch.nn.BatchNorm1d underneath, for speed in the lesson's experiments; the noise is ours.)
 
     y = (weight * xhat + bias) * s + m, with s_j = exp(scale_std * z_j) and
-    m_j = shift_std * z'_j (z, z' standard normal) drawn anew at every training forward pass,
-    one per activation j and shared by the batch: each step the distribution BN produced gets a
-    random non-zero mean and non-unit variance, a deliberate "internal covariate shift". Eval
-    mode is plain batch norm (no noise). generator: a torch.Generator for the noise (default:
-    the global one), so runs are reproducible.
-    Santurkar et al. 2018, arXiv 1805.11604, §2.1 and Fig. 2 ("noisy" BN).
+    m_j = shift_std * z'_j (z, z' standard normal) drawn anew at every training forward pass:
+    one scale and one shift per unit (channel) j, shared by every sample of the batch (and every
+    position of an (N, C, L) input). Each step the distribution BN produced gets a random non-zero
+    mean and non-unit variance, a deliberate "internal covariate shift". Eval mode is plain batch
+    norm (no noise). generator: a torch.Generator for the noise (default: the global one), so
+    runs are reproducible.
+    A variant of the "noisy" BN of Santurkar et al. 2018, arXiv 1805.11604, §2.1 and Fig. 2: they
+    perturb each activation of each sample in the batch with i.i.d. noise of non-zero mean and
+    non-unit variance, changing every step; here the noise is drawn per unit and per step only.
     """
 
     def __init__(self, num_features, shift_std=1.0, scale_std=0.5, generator=None, **kwargs):

@@ -49,18 +49,20 @@ def _ratio(fig1, key, a="bn", b="none"):
 
 
 def test_s1_bn_keeps_the_sigmoid_inputs_steadier(fig1):
+    """Drift: the range of the 50-step average of the per-batch median and band (L.drift), so
+    that batch-to-batch noise is not counted as movement."""
     record(
         "lesson 3 §1",
-        "BN's median moves < 0.5x no BN's",
-        _ratio(fig1, "median moves"),
-        0.5,
+        "BN's median drift < 0.25x no BN's",
+        _ratio(fig1, "median drift"),
+        0.25,
         above=False,
     )
     record(
         "lesson 3 §1",
-        "BN's band moves < 0.5x no BN's",
-        _ratio(fig1, "band moves"),
-        0.5,
+        "BN's band drift < 0.25x no BN's",
+        _ratio(fig1, "band drift"),
+        0.25,
         above=False,
     )
     record("lesson 3 §1", "BN's final band is narrower", _ratio(fig1, "final band"), 1, above=False)
@@ -94,6 +96,8 @@ def test_s3_bn_tolerates_3_to_10_times_the_learning_rate(sweep):
     at1 = {k: [L.end_accuracy(sweep[s][k, 1.0]) for s in SEEDS] for k in ("none", "bn")}
     record("lesson 3 §3", "lr 1: BN works (end accuracy)", at1["bn"], L.WORKS)
     record("lesson 3 §3", "lr 1: no BN fails (end accuracy < 0.5)", at1["none"], 0.5, above=False)
+    at3 = [L.end_accuracy(sweep[s]["bn", 3.0]) for s in SEEDS]
+    record("lesson 3 §3", "lr 3: BN fails too (end accuracy < 0.5)", at3, 0.5, above=False)
 
 
 def test_s3_bn_best_run_reaches_95_percent_at_least_twice_as_fast(sweep):
@@ -118,18 +122,18 @@ def test_s3_a_larger_learning_rate_does_not_make_bn_faster(sweep):
 
 def test_s4_sigmoid_gradients_vanish_without_bn_and_not_with_it(data):
     runs = [L.sigmoid_gradient_norms(data, s) for s in SEEDS]
-    ratio = lambda g: g[0] / g[-1]  # noqa: E731  first layer against the last
+    ratio = lambda g: g[0] / g[-1]  # noqa: E731  first layer against the output layer
     for step in (0, 300):
         record(
             "lesson 3 §4",
-            f"no BN, step {step}: first/last layer gradient < 1e-6",
+            f"no BN, step {step}: first/output layer gradient < 1e-6",
             [ratio(r["none", step]) for r in runs],
             1e-6,
             above=False,
         )
         record(
             "lesson 3 §4",
-            f"BN, step {step}: first/last within 10x of 1 (|log10| < 1)",
+            f"BN, step {step}: first/output layer within 10x of 1 (|log10| < 1)",
             [abs(math.log10(ratio(r["bn", step]))) for r in runs],
             1,
             above=False,
@@ -175,9 +179,9 @@ def test_s5_noisy_bn_trains_about_as_well_as_bn_and_far_better_than_none(fig1):
     )
     record(
         "lesson 3 §5",
-        "noisy BN's median moves > 2x BN's",
-        _ratio(fig1, "median moves", "noisy BN", "bn"),
-        2,
+        "noisy BN's median jitter (batch to batch) > 3x BN's",
+        _ratio(fig1, "median jitter", "noisy BN", "bn"),
+        3,
     )
 
 

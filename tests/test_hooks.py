@@ -262,7 +262,22 @@ def test_lesson03_helpers_on_known_histories():
     pct[:, 0], pct[:, 2] = -1, 1
     pct[20:, 1] = 1
     trace = Trace((15, 50, 85), np.arange(1, 31), {"a": pct}, np.arange(1, 31), {})
-    assert L.drift(trace) == {"median moves": 1.0, "band moves": 0.0, "final band": 2.0}
+    assert L.drift(trace, window=1) == {
+        "median drift": 1.0,
+        "band drift": 0.0,
+        "median jitter": 0.0,
+        "final band": 2.0,
+    }
+    assert L.drift(trace, window=4)["median drift"] == 1.0  # a lasting step survives averaging
+    noise = pct.copy()  # the median alternates -1, 1: batch noise, no drift
+    noise[:, 1] = np.where(np.arange(30) % 2, 1.0, -1.0)[:, None]
+    noisy = L.drift(
+        Trace((15, 50, 85), np.arange(1, 31), {"a": noise}, np.arange(1, 31), {}), window=2
+    )
+    assert noisy["median drift"] == 0.0 and noisy["median jitter"] == 1.0
+    np.testing.assert_allclose(L.rolling_mean(np.arange(5.0), 2), [0.5, 1.5, 2.5, 3.5])
+    with pytest.raises(ValueError, match="rolling_mean"):
+        L.rolling_mean(np.arange(5.0), 6)
 
 
 def test_batch_mate_spread_leaves_the_model_untouched():

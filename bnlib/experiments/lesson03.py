@@ -31,6 +31,8 @@ __all__ = [
     "FIG1_KINDS",
     "sigmoid_net",
     "fig1_runs",
+    "SMOOTH",
+    "rolling_mean",
     "drift",
     "fig1_summary",
     "LRS",
@@ -51,19 +53,22 @@ __all__ = [
     "batch_mate_spread",
 ]
 
-# --- §1, §2, §5: Ioffe & Szegedy's Fig. 1 on the digits, and Santurkar et al.'s noisy BN ---------
+# --- §1, §2, §5: Ioffe & Szegedy's Fig. 1 on the digits, and a variant of noisy BN -------------
 
 # Evaluated every 10 steps, so "steps to 90%" is resolved to 10 steps (not to the first evaluation).
 FIG1 = dict(steps=2000, batch_size=60, lr=0.2, momentum=0.9, eval_every=10)
 FIG1_KINDS = ("none", "bn", "noisy BN")
+SMOOTH = 50  # steps: drift() averages the per-batch percentiles over this many before the range
 
 
 def sigmoid_net(kind, seed=0):
     """Ioffe & Szegedy §4.1's network: 3 hidden layers of 100 sigmoids, for the 8x8 digits.
 
     kind: "none", "bn" (BN before each sigmoid) or "noisy BN" (bnlib.nn.NoisyBatchNorm1d, BN
-    followed by a random shift and scale drawn anew every step). The initial weights depend only
-    on the seed, so the three kinds start from the same weights.
+    followed by a random scale and shift per unit, drawn anew every training step and shared by
+    the batch: a variant of Santurkar et al.'s noisy BN, who draw i.i.d. noise per activation and
+    per sample, §2.1). The initial weights depend only on the seed, so the three kinds start from
+    the same weights.
     """
     if kind not in FIG1_KINDS:
         raise ValueError(f"sigmoid_net: kind must be one of {FIG1_KINDS}, got {kind!r}")
@@ -89,22 +94,45 @@ def fig1_runs(data, seed=0, kinds=FIG1_KINDS, **overrides):
     }
 
 
-def drift(trace, layer=None):
+def rolling_mean(x, window=None):
+    """Mean of `window` consecutive rows of x (T, ...): (T - window + 1, ...); row i averages
+    x[i : i + window]. window: default SMOOTH."""
+    window = SMOOTH if window is None else int(window)
+    x = np.asarray(x, dtype=np.float64)
+    if not 1 <= window <= len(x):
+        raise ValueError(f"rolling_mean: window must be in 1..{len(x)}, got {window}")
+    c = np.cumsum(np.concatenate([np.zeros((1, *x.shape[1:])), x]), axis=0)
+    return (c[window:] - c[:-window]) / window
+
+
+def drift(trace, layer=None, window=None):
     """How much the input distribution of one layer's sigmoids moves, averaged over its units.
 
-    Over the training steps after the first 10%: "median moves" and "band moves" are the range
-    (max - min) of the 50th percentile and of the band (85th minus 15th percentile), per unit;
-    "final band" is the band averaged over the last 20 steps. layer: a name of trace.percentiles
-    (default: the last hidden layer, the one Ioffe & Szegedy plot).
+    Each per-batch percentile is over one batch of 60 samples, so it jitters from batch to batch
+    even when nothing drifts. Over the training steps after the first 10%:
+    "median drift" and "band drift": the range (max - min) of the `window`-step average (default
+    SMOOTH) of the 50th percentile and of the band (85th minus 15th percentile), per unit: the
+    slow movement, with most of the batch noise averaged away;
+    "median jitter": the standard deviation of the per-batch median around its `window`-step
+    average, per unit: how much the distribution changes from one batch to the next (BN's batch
+    noise, or the noise noisy BN injects);
+    "final band": the band averaged over the last 20 steps.
+    layer: a name of trace.percentiles (default: the last hidden layer, the one Ioffe & Szegedy
+    plot).
     """
+    window = SMOOTH if window is None else int(window)
     layer = list(trace.percentiles)[-1] if layer is None else layer
     pct = trace.percentiles[layer]  # (T, Q, D)
     late = pct[len(pct) // 10 :]
     band = late[:, -1] - late[:, 0]  # (T', D)
     median = late[:, len(trace.q) // 2]  # (T', D)
+    smooth_median, smooth_band = rolling_mean(median, window), rolling_mean(band, window)
+    centred = median[(window - 1) // 2 :][: len(smooth_median)]  # the step each average centres on
+    span = lambda a: float(np.mean(a.max(0) - a.min(0)))  # noqa: E731  mean over units
     return {
-        "median moves": float(np.mean(median.max(0) - median.min(0))),
-        "band moves": float(np.mean(band.max(0) - band.min(0))),
+        "median drift": span(smooth_median),
+        "band drift": span(smooth_band),
+        "median jitter": float(np.mean((centred - smooth_median).std(0))),
         "final band": float(np.mean(band[-20:])),
     }
 
