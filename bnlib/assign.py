@@ -106,7 +106,11 @@ def make_exercise(solution, name="notebook"):
         if "id" not in cell:  # a stable id, so that the output is the same on every run
             cell["id"] = hashlib.sha256(f"{name}:{index}".encode()).hexdigest()[:12]
         cells.append(cell)
-    nb.cells = cells
+    from bnlib.grade import POLICY  # here: bnlib.grade imports the checks, assign needs neither
+
+    policy = nbformat.v4.new_markdown_cell(f"**How this exercise is graded.** {POLICY}")
+    policy["id"] = "grading-policy"
+    nb.cells = cells[:1] + [policy] + cells[1:]  # after the title cell, in every exercise
     nb.metadata.pop("widgets", None)  # saved widget state belongs to a run, not to the exercise
     record = dict(nb.metadata.get("bnlib", {}))
     record["cells_sha256"] = cells_hash(nb)

@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from bnlib.assign import PLACEHOLDER, AssignError, assign, cells_hash, strip_solutions
 from bnlib.checks import TASKS
 from bnlib.cli import main
+from bnlib.grade import POLICY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,16 +92,19 @@ def test_round_trip(course):
     assert course() == 0
     assert course.messages == [f"{course.exercise}: written (missing before)"]
     nb = nbformat.read(course.exercise, as_version=4)
-    assert [c.id for c in nb.cells] == ["intro", "task", "top"]  # solution-only cells gone
+    # solution-only cells gone; the grading policy follows the title cell in every exercise
+    assert [c.id for c in nb.cells] == ["intro", "grading-policy", "task", "top"]
+    assert nb.cells[1].source == f"**How this exercise is graded.** {POLICY}"
     text = course.exercise.read_text()
     assert "secret" not in text and "2 * x" not in text and "answer = 42" not in text
     assert "BEGIN SOLUTION" not in text
-    assert nb.cells[1].source.endswith(f"    {PLACEHOLDER}")
-    assert nb.cells[2].source == f"{PLACEHOLDER}\nprint(1)"
-    for cell in nb.cells[1:]:
+    task, top = nb.cells[2:]
+    assert task.source.endswith(f"    {PLACEHOLDER}")
+    assert top.source == f"{PLACEHOLDER}\nprint(1)"
+    for cell in (task, top):
         assert cell.outputs == [] and cell.execution_count is None
         assert "execution" not in cell.metadata
-    assert nb.cells[1].metadata["tags"] == ["keep-me"]
+    assert task.metadata["tags"] == ["keep-me"]
     assert nb.metadata["bnlib"]["exercise"] == "ex09_demo"
     assert nb.metadata["bnlib"]["cells_sha256"] == cells_hash(nb)
     # the solution is left as it was
