@@ -254,7 +254,13 @@ class BNExplorer(_PngWidget):
             mean_line.set_data([mean, mean], [0, top])
             rug.set_data(v, np.full(v.shape, top * 0.025))
             text.set_text(f"mean {mean + 0.0:.2f}\nstd {std:.3g}".replace("-0.00", "0.00"))
-            ax.set_xlim(edges[0], edges[-1])
+            lo, hi = edges[0], edges[-1]
+            near = self._fixed_edges[0]  # x̂'s range
+            if edges is self._fixed_edges[1] and near[0] <= v.min() and v.max() <= near[-1]:
+                # y's axis: x̂'s range while y fits in it (the static image shows the defaults,
+                # γ = 1, β = 0, and y compares with x̂ directly), the wide range once it does not
+                lo, hi = near[0], near[-1]
+            ax.set_xlim(lo, hi)
             ax.set_ylim(0, top)
 
     def render(self):
@@ -300,19 +306,22 @@ NOISE_TRIALS = 2000  # batches drawn per batch size
 
 
 def batch_noise_samples(batch_size, trials=NOISE_TRIALS, seed=0, eps=1e-5):
-    """Batch statistics of `trials` batches of one feature, each holding the sample x0 = 2.
+    """Batch statistics of `trials` batches of N = batch_size values of one feature.
 
     The feature is x = 1 + (lognormal(0, 0.5) - its mean) / its std, so its population mean is 1
-    and its std 1; x0 = 2 sits one standard deviation above the mean, so its population-normalized
-    value is exactly 1. Returns (batch means, batch stds (biased), x0's normalized value), each
-    of shape (trials,).
+    and its std 1. The batch means and stds come from batches of N fresh population samples (so
+    the mean's spread is 1/sqrt(N)). x0's normalized value comes from separate batches holding
+    the fixed sample x0 = 2 and N - 1 population samples: x0 sits one standard deviation above
+    the mean, so its population-normalized value is exactly 1. Returns (batch means, batch stds
+    (biased), x0's normalized value), each of shape (trials,).
     """
     rng = np.random.default_rng([seed, batch_size])
     m, s = np.exp(0.125), np.sqrt((np.exp(0.25) - 1) * np.exp(0.25))  # lognormal(0, 0.5) moments
+    fresh = 1.0 + (rng.lognormal(0.0, 0.5, (trials, batch_size)) - m) / s  # (trials, N)
     others = 1.0 + (rng.lognormal(0.0, 0.5, (trials, batch_size - 1)) - m) / s  # (trials, N - 1)
     x = np.concatenate([np.full((trials, 1), 2.0), others], axis=1)  # (trials, N), x0 first
     mean, var = x.mean(axis=1), x.var(axis=1)
-    return mean, np.sqrt(var), (x[:, 0] - mean) / np.sqrt(var + eps)
+    return fresh.mean(axis=1), fresh.std(axis=1), (x[:, 0] - mean) / np.sqrt(var + eps)
 
 
 class BatchNoiseExplorer(_PngWidget):
@@ -380,22 +389,25 @@ class BatchNoiseExplorer(_PngWidget):
                 text = ax.text(0.98, 0.96, "", transform=ax.transAxes, ha="right", va="top")
                 ax.set_title(title, fontsize=10)
                 ax.set_xlim(edges[0], edges[-1])
-                ax.set_yticks([])
+                ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0, decimals=0))
                 ax.grid(False)
                 self._artists.append((ax, stairs, text, edges))
             axes[0].set_ylabel(f"share of {NOISE_TRIALS} batches")
             self.figure = fig
-            self._update_artists()
+            for ax in axes:  # lay out with the widest tick labels ("100%"), then keep that layout
+                ax.set_ylim(0, 1)
             fig.canvas.draw()
             fig.set_layout_engine("none")
+            self._update_artists()
 
     def _update_artists(self):
         values = self.samples[self.batch_size.value]
         for (ax, stairs, text, edges), v in zip(self._artists, values, strict=True):
-            counts, _ = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)
+            counts, _ = np.histogram(v, bins=edges)  # values off the axis are not drawn
             stairs.set_data(counts / len(v), edges)
             ax.set_ylim(0, max(counts.max() / len(v), 1e-3) * 1.25)
-            text.set_text(f"spread ±{v.std():.2f}")
+            off = np.mean((v < edges[0]) | (v > edges[-1]))
+            text.set_text(f"spread ±{v.std():.2f}" + (f"\n{off:.1%} off the axis" if off else ""))
 
     def render(self):
         """Redraw for the current batch size; returns PNG bytes."""
@@ -417,6 +429,10 @@ __all__ += ["LayerDistributionViewer", "LearningRateSelector"]
 class LayerDistributionViewer(_PngWidget):
     """Pick a layer, a model (e.g. without / with BN) and a training step: a histogram of the
     inputs of that layer's nonlinearity over one training batch, all units together.
+
+    The x axis of a layer spans the 0.5th to 99.5th percentile of its inputs over all models and
+    steps; values beyond it are not drawn (never piled into the end bins), and the figure says
+    which share of the batch is off the axis on each side.
 
     traces: {model label: bnlib.hooks.Trace} recorded by trace_training with the same layers and
     keep_every. Everything is precomputed; a redraw swaps the histogram's data.
@@ -454,6 +470,9 @@ class LayerDistributionViewer(_PngWidget):
         edges = self.edges[self.layer.value]
         self.stairs = self.ax.stairs(np.zeros(len(edges) - 1), edges, fill=True, alpha=0.8)
         self.lines = [self.ax.axvline(0, color="k", linestyle=":", linewidth=1) for _ in first.q]
+        self.off_axis = self.ax.text(
+            0.99, 0.97, "", transform=self.ax.transAxes, ha="right", va="top", fontsize=8
+        )
         self.ax.set_xlabel("input to the nonlinearity")
         self.ax.set_ylabel("share of values")
         self.figure = fig
@@ -484,7 +503,13 @@ class LayerDistributionViewer(_PngWidget):
         """Redraw for the current choices; returns PNG bytes."""
         edges = self.edges[self.layer.value]
         values = self.values().ravel()
-        counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+        counts, _ = np.histogram(values, bins=edges)  # values off the axis are not counted
+        below, above = np.mean(values < edges[0]), np.mean(values > edges[-1])
+        self.off_axis.set_text(
+            f"off the axis (not drawn): {below:.1%} below, {above:.1%} above"
+            if below or above
+            else ""
+        )
         self.stairs.set_data(counts / len(values), edges)
         self.ax.set_xlim(edges[0], edges[-1])
         self.ax.set_ylim(0, max(counts.max() / len(values), 1e-3) * 1.15)
@@ -539,8 +564,10 @@ class LearningRateSelector(_PngWidget):
         finals = ", ".join(
             f"{self.labels[k]} {self.runs[k, lr].final_test_acc:.3f}" for k in self.kinds
         )
+        last = max(self.runs[k, lr].steps[-1] for k in self.kinds)
         return (
-            f"Learning-rate selector: lr={lr:g}, final test accuracy: {finals}.\n"
+            f"Learning-rate selector: lr={lr:g}, test accuracy at the last evaluation (step "
+            f"{last}): {finals}.\n"
             "(Run the notebook in Jupyter to move the slider.)"
         )
 

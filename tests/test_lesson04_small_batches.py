@@ -51,6 +51,26 @@ def test_batch_noise_samples():
     assert abs(spreads[2] - 1 / np.sqrt(128)) < 0.02  # the mean's spread ~ 1/sqrt(N)
 
 
+@pytest.mark.parametrize("n", [2, 4])
+def test_batch_noise_samples_small_batches_follow_the_population_law(n):
+    """The batch means come from N population samples: centred on 1, spread 1/sqrt(N)."""
+    mean, std, xhat = batch_noise_samples(n)
+    assert abs(mean.std() - 1 / np.sqrt(n)) < 0.05
+    assert abs(mean.mean() - 1) < 0.05
+    assert abs(std.mean() - 1) < 0.5  # biased, and below 1 for small N, but not wildly off
+
+
+def test_batch_noise_explorer_does_not_pile_off_axis_values_into_end_bins():
+    explorer = batch_noise_explorer()  # N = 2: some batch means fall beyond the axis
+    explorer.render()
+    (ax, stairs, text, edges), values = explorer._artists[0], explorer.samples[2][0]
+    inside = np.mean((values >= edges[0]) & (values <= edges[-1]))
+    assert inside < 1 and "off the axis" in text.get_text()
+    np.testing.assert_allclose(stairs.get_data().values.sum(), inside)
+    assert ax.get_yticklabels()  # the "share of batches" axis has tick labels
+    plt.close("all")
+
+
 def test_batch_noise_explorer_redraws_fast():
     import time
 

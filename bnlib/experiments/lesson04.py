@@ -7,6 +7,7 @@ lesson draws from it. The configurations are the lesson's:
 - §4, §5 `sweep`: the digits MLP with BN, LN or GN, trained for the same 2 epochs at batch
   sizes 32, 16, 8 and 2 (Wu & He's range, less 4) with the learning rate scaled linearly; test
   accuracy in eval mode and in train mode;
+- §4 `longer_training`: one norm at one batch size, trained for more epochs than the sweep;
 - §6 `batch_renorm`: Batch Renormalization at batch 2, same protocol;
 - §6 `ghost_bn`: Ghost BN, batches of 32 normalized over virtual batches of 8 or 2;
 - §6 `frozen_fine_tuning`: pretrain at batch 32, fine-tune at batch 2 with BN or frozen BN;
@@ -38,6 +39,8 @@ __all__ = [
     "BASE_LR",
     "Sweep",
     "sweep",
+    "LONGER_EPOCHS",
+    "longer_training",
     "make_model",
     "batch_renorm",
     "ghost_bn",
@@ -110,6 +113,27 @@ def sweep(data, seeds, *, norms=NORMS, batch_sizes=BATCH_SIZES, epochs=EPOCHS, p
         progress=progress,
     )
     return Sweep(tuple(norms), tuple(batch_sizes), tuple(seeds), eval_acc, train_acc)
+
+
+LONGER_EPOCHS = 8  # §4: 4x the sweep's epochs: 336 steps at batch 32 (batch 2 takes 1,346 in 2)
+
+
+def longer_training(data, seeds, norm="ln", batch_size=32, epochs=LONGER_EPOCHS):
+    """§4: make_model(norm) trained as in `sweep` at one batch size, but for `epochs` epochs.
+
+    Shows whether the sweep's large-batch runs are under-trained in its EPOCHS epochs (16 times
+    fewer steps at batch 32 than at batch 2). Returns the test accuracies (eval mode), (S,).
+    """
+    acc, _ = batch_size_sweep(
+        [norm],
+        [batch_size],
+        list(seeds),
+        data,
+        make_model=make_model,
+        epochs=epochs,
+        base_lr=BASE_LR,
+    )
+    return acc[0, 0]
 
 
 # --- §6: remedies that keep BN --------------------------------------------------------------------
