@@ -64,3 +64,18 @@ def test_no_run_specific_metadata(notebook):
     nb = nbformat.read(notebook, as_version=4)
     timed = [i for i, c in enumerate(nb.cells) if "execution" in c.metadata]
     assert not timed, f"cells {timed} carry execution timings: run `make notebooks`"
+
+
+def test_start_page_says_how_to_install_where_the_chinese_is_and_how_to_see_it():
+    """One install line, one Traditional Chinese line for Chinese-speaking learners (lesson 6 is
+    bilingual, a Chinese edition is planned), and the CJK font hint, the same as the README's."""
+    start = _markdown(ROOT / "notebooks" / "00_start_here.ipynb")
+    assert "`make lab`" in start, "the start page does not say how to install and open"
+    chinese = [line for line in start.splitlines() if re.search(r"[\u4e00-\u9fff]{10}", line)]
+    assert any("(06_exam_review.ipynb)" in line for line in chinese), (
+        "no Chinese line pointing Chinese-speaking learners to lesson 6"
+    )
+    font = "apt install fonts-noto-cjk"
+    assert font in start, "the start page gives no CJK font hint"
+    readme_rows = [row for row in (ROOT / "README.md").read_text().splitlines() if font in row]
+    assert readme_rows and readme_rows[0].startswith("| "), "README: no troubleshooting row"
