@@ -18,7 +18,7 @@ Scoring: the score is the fraction of hidden cases passed; a check passes only w
 `TASKS` maps an exercise id to its graded tasks; `bnlib grade` runs them against the namespace
 of a learner's executed notebook.
 
-Shape legend: N batch, D features.
+Shape legend: N batch, D features, C channels, H, W height and width.
 References: Ioffe & Szegedy 2015 (arXiv 1502.03167), Alg. 1 and §3; CS231n's assignment 2
 (batchnorm_forward / batchnorm_backward / batchnorm_backward_alt).
 """
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,12 +45,16 @@ __all__ = [
     "CALL_TIMEOUT",
     "CHECK_TIMEOUT",
     "FORWARD_MISTAKES",
+    "SPATIAL_BACKWARD_MISTAKES",
+    "SPATIAL_FORWARD_MISTAKES",
     "CheckResult",
     "Mistake",
     "Task",
     "TASKS",
     "check_batchnorm_backward",
     "check_batchnorm_forward",
+    "check_spatial_batchnorm_backward",
+    "check_spatial_batchnorm_forward",
     "hidden_cases",
     "matching_mistakes",
     "outputs_match",
@@ -201,13 +206,20 @@ def _one_line(text, limit=200):
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+_BNLIB_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def _in_bnlib(filename):
+    return not filename.startswith("<") and os.path.realpath(filename).startswith(_BNLIB_DIR)
+
+
 def _describe_exception(e):
     """'ValueError: message (line 7 of batchnorm_forward)', one line, naming the learner's frame."""
     text = f"{type(e).__name__}: {_one_line(e)}" if str(e) else type(e).__name__
-    frames = [
+    frames = [  # NB: the learner's frames, not bnlib's (a check's helper calling their code)
         f
         for f in traceback.extract_tb(e.__traceback__)
-        if f.filename != __file__ and "site-packages" not in f.filename
+        if not _in_bnlib(f.filename) and "site-packages" not in f.filename
     ]
     where = getattr(e, "__bnlib_where__", None)  # `bnlib grade`: raised in the learner's kernel
     if where is None and frames:
@@ -296,8 +308,37 @@ def _array_problem(value, name, shape, dtype):
     return None
 
 
-def _mismatch(name, got, want):
-    """One line on how `got` differs from `want` (same shape assumed)."""
+_FLOAT32_LEVEL = 1e-4  # float32 keeps ~7 digits; float64 mistakes are far larger than this
+
+
+def _float32_rounded(got, want):
+    """Whether `got` looks computed in float32 and cast back: every entry a float32 number, close
+    to `want` at float32's precision, while `want`'s entries are not all float32 numbers."""
+    got, want = np.asarray(got), np.asarray(want, dtype=np.float64)
+    if got.dtype != np.float64 or got.size < 4 or not np.isfinite(got).all():
+        return False
+    with np.errstate(all="ignore"):  # a huge float64 overflows float32: not float32 then
+        as32 = got.astype(np.float32).astype(np.float64)
+    if not np.array_equal(as32, got):
+        return False
+    if np.array_equal(want.astype(np.float32).astype(np.float64), want):
+        return False
+    scale = max(1.0, float(np.abs(want).max()))
+    return float(np.abs(got - want).max()) <= 1e-3 * scale
+
+
+def _mismatch(name, got, want, *, float32_note=True):
+    """One line on how `got` differs from `want` (same shape assumed).
+
+    float32_note: say so when `got` looks computed in float32 and cast back (off where float32
+    is the expected precision, e.g. a torch module's output).
+    """
+    advice = (
+        "computed in float32? compute in float64, the input's dtype (no np.float32, "
+        ".astype(np.float32) or torch float32 tensors on the way)"
+    )
+    if float32_note and _float32_rounded(got, want):
+        return f"{name} differs from the reference: every entry is a float32 number: {advice}"
     got = np.asarray(got, dtype=np.float64)
     bad = ~np.isfinite(got)
     if bad.any():
@@ -309,10 +350,15 @@ def _mismatch(name, got, want):
     # enough digits that got and expected print differently
     rel = err[where] / max(abs(float(want[where])), 1e-300)
     digits = min(17, max(4, 2 - math.floor(math.log10(rel)) if rel > 0 else 4))
-    return (
+    text = (
         f"{name} differs from the reference (largest error {err[where]:.2g} at [{index}]: "
         f"got {got[where]:.{digits}g}, expected {want[where]:.{digits}g})"
     )
+    finite = np.abs(want[np.isfinite(want)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    if float32_note and err[where] <= _FLOAT32_LEVEL * scale:
+        text += f", an error at float32's rounding level: {advice}"
+    return text
 
 
 def _modified(label, names, originals, passed):
@@ -374,6 +420,7 @@ class _Case(_EpsCase):
     beta: np.ndarray  # (D,)
     eps: float | None  # None: call without eps, so the learner's default 1e-5 is used
     hint: str = ""  # said when this case alone fails and no known mistake explains it
+    weight: float = 1.0  # 0: must pass, but earns nothing (a case wrong code may pass)
 
     def args(self):
         """Fresh copies of the arguments, so changes made in place can be detected."""
@@ -526,6 +573,27 @@ def _dx(x, gamma, dout, eps, *, mean_term=True, var_term=True, use_gamma=True, d
     return istd * out / scale
 
 
+_VAR_AS_STD = (
+    "dx: the variance was used where the standard deviation belongs (var cached and divided by "
+    "as if it were std); divide by std = sqrt(var + eps)"
+)
+
+
+def _var_as_std(x, gamma, dout, eps, staged, with_eps):
+    """dx when the backward pass divides by var (+ eps) where sqrt(var + eps) belongs: in the
+    closed form, or in the staged chain (dxc = dxhat / std, dstd = -sum(dxhat * xc) / std**2,
+    dvar = dstd / (2 * std)) with xc from the cache."""
+    N = x.shape[0]
+    xc = x - x.mean(axis=0)
+    var = (xc**2).mean(axis=0)
+    v = var + eps if with_eps else var
+    xhat, dxhat, _ = _backward_parts(x, gamma, dout, eps)
+    if not staged:
+        return (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (N * v)
+    dxc = dxhat / v - xc * (dxhat * xc).sum(axis=0) / (N * v**3)
+    return dxc - dxc.mean(axis=0)
+
+
 DX_MISTAKES = [
     Mistake(
         "dx: the mean term is missing; mu depends on every x, so dx has a -mean(dxhat) term "
@@ -564,6 +632,13 @@ DX_MISTAKES = [
     Mistake(
         "dx: eps is missing in the backward pass; use 1 / sqrt(var + eps) as in the forward pass",
         lambda x, g, d, eps: _dx(x, g, d, 0.0),
+    ),
+    *(
+        Mistake(
+            _VAR_AS_STD, lambda x, g, d, eps, s=staged, e=with_eps: _var_as_std(x, g, d, eps, s, e)
+        )
+        for staged in (False, True)
+        for with_eps in (True, False)
     ),
 ]
 
@@ -641,6 +716,11 @@ def _summary(label, outcomes, total, catalogues, notes=()):
     `catalogues` maps each output's name to its mistakes, for the "likely mistake" part.
     """
     passed = sum(o.reason is None for o in outcomes)
+    weights = [_weight(o.case) for o in outcomes]
+    # NB: a degenerate case (weight 0) must pass, but wrong code passing it earns nothing
+    skipped = total - len(outcomes)
+    earned = sum(w for o, w in zip(outcomes, weights, strict=True) if o.reason is None)
+    whole = sum(weights) + skipped
     if passed == total:
         cases = ", ".join(o.case.short for o in outcomes)
         return CheckResult(True, 1.0, f"{label}: all {total} hidden cases match ({cases}).")
@@ -670,7 +750,12 @@ def _summary(label, outcomes, total, catalogues, notes=()):
     if len(failing) == 1 and not hints and first.case.hint:
         parts.append(f"Hint: {first.case.hint}")
     parts.extend(notes)
-    return _fail(_sentences(parts), passed / total)
+    return _fail(_sentences(parts), earned / whole if whole else 0.0)
+
+
+def _weight(case):
+    """A case's weight in the score: 0 for a degenerate case wrong code may pass by chance."""
+    return float(getattr(case, "weight", 1.0))
 
 
 def _run_cases(run_case, cases):
@@ -747,7 +832,8 @@ def check_batchnorm_backward(batchnorm_forward, backward_fn, *, name=None) -> Ch
         if not callable(fn):
             return _not_callable(what, fn)
     budget = _Budget()
-    cases = _forward_cases()
+    # NB: at N=2, dx = 0 for BN with the biased or the unbiased variance: no weight there
+    cases = [replace(c, weight=0.0) if c.x.shape[0] == 2 else c for c in _forward_cases()]
     rng = _case_rng(19)
     douts = [rng.standard_normal(case.x.shape) for case in cases]
     outcomes, forward_wrong = [], False
@@ -801,6 +887,302 @@ def _backward_case(forward, backward, case, dout, budget, label, fwd_label):
     return _Outcome(case, "; ".join(reasons), hints), fwd_ok
 
 
+# --- spatial batch norm: (N, C, H, W), statistics per channel over (N, H, W) --------------------
+
+_NHW = (0, 2, 3)  # the axes BN shares statistics over for (N, C, H, W): all but the channel
+
+
+def _per_channel(a):
+    return a[None, :, None, None]  # (C,) -> (1, C, 1, 1)
+
+
+def _norm_axes(x, eps, axes, *, ddof=0, eps_inside=True):
+    """x normalized with statistics over `axes` (the usual mistakes as switches)."""
+    mu = x.mean(axis=axes, keepdims=True)
+    m = math.prod(x.shape[a] for a in axes)
+    var = ((x - mu) ** 2).sum(axis=axes, keepdims=True) / (m - ddof)
+    denom = np.sqrt(var + eps) if eps_inside else np.sqrt(var) + eps
+    return (x - mu) / denom
+
+
+def _flat_bn(x, g, b, eps, how, ddof=0):
+    """BN of x viewed as (N*H*W, C) rows, and back: 'right' moves C last first and back after;
+    'no_transpose' reshapes x straight to (-1, C); 'not_back' reshapes the result straight back
+    to (N, C, H, W) without transposing it back."""
+    N, C, H, W = x.shape
+    rows = x.reshape(-1, C) if how == "no_transpose" else x.transpose(0, 2, 3, 1).reshape(-1, C)
+    y = g * _xhat(rows, eps, ddof=ddof) + b  # (N*H*W, C)
+    if how == "right":
+        return y.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    return y.reshape(N, C, H, W)
+
+
+_SP_N_ONLY = (
+    "statistics over N only, one mean and variance per channel AND position (x.mean(axis=0)): "
+    "BN for (N, C, H, W) shares them over N, H and W, one per channel, axis=(0, 2, 3)"
+)
+_SP_NC = (
+    "statistics over (N, C), one per position: BN takes one mean and variance per channel, over "
+    "(N, H, W)"
+)
+_SP_NO_TRANSPOSE = (
+    "x.reshape(-1, C) straight from (N, C, H, W) mixes channels and positions in each column: "
+    "move the channels last first, x.transpose(0, 2, 3, 1).reshape(-1, C)"
+)
+_SP_NOT_BACK = (
+    "the (N*H*W, C) result was reshaped straight to (N, C, H, W): reshape it to (N, H, W, C) "
+    "and transpose back, .transpose(0, 3, 1, 2)"
+)
+_SP_UNBIASED = (
+    "unbiased variance (divided by N*H*W - 1): BN normalizes with the biased one, divided by the "
+    "N*H*W values of each channel"
+)
+SPATIAL_FORWARD_MISTAKES = [
+    Mistake(
+        _SP_N_ONLY, lambda x, g, b, e: _per_channel(g) * _norm_axes(x, e, (0,)) + _per_channel(b)
+    ),
+    Mistake(
+        _SP_NC, lambda x, g, b, e: _per_channel(g) * _norm_axes(x, e, (0, 1)) + _per_channel(b)
+    ),
+    Mistake(_SP_NO_TRANSPOSE, lambda x, g, b, e: _flat_bn(x, g, b, e, "no_transpose")),
+    Mistake(_SP_NOT_BACK, lambda x, g, b, e: _flat_bn(x, g, b, e, "not_back")),
+    Mistake(_SP_UNBIASED, lambda x, g, b, e: _flat_bn(x, g, b, e, "right", ddof=1)),
+    Mistake(
+        "statistics per sample over (C, H, W) (layer norm): BN takes them per channel over the "
+        "batch and the positions, (N, H, W)",
+        lambda x, g, b, e: _per_channel(g) * _norm_axes(x, e, (1, 2, 3)) + _per_channel(b),
+    ),
+    Mistake(
+        "statistics per sample and channel over (H, W) (instance norm): BN takes them over the "
+        "batch too, (N, H, W)",
+        lambda x, g, b, e: _per_channel(g) * _norm_axes(x, e, (2, 3)) + _per_channel(b),
+    ),
+    Mistake(
+        "eps outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps",
+        lambda x, g, b, e: (
+            _per_channel(g) * _norm_axes(x, e, _NHW, eps_inside=False) + _per_channel(b)
+        ),
+    ),
+    Mistake(
+        "gamma and beta swapped: out = gamma * xhat + beta",
+        lambda x, g, b, e: _per_channel(b) * _norm_axes(x, e, _NHW) + _per_channel(g),
+    ),
+]
+
+
+def _rows(a):
+    """(N, C, H, W) -> (N*H*W, C), the channels last."""
+    return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
+
+
+def _unrows(a, shape):
+    N, C, H, W = shape
+    return a.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+
+def _dx_axes(x, g, d, eps, axes, ddof=0):
+    """dx of BN with statistics over `axes` (per-channel gamma), divisor m - ddof."""
+    m = math.prod(x.shape[a] for a in axes)
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).sum(axis=axes, keepdims=True) / (m - ddof)
+    istd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mu) * istd
+    dxhat = d * _per_channel(g)
+    s1 = dxhat.sum(axis=axes, keepdims=True)
+    s2 = (dxhat * xhat).sum(axis=axes, keepdims=True)
+    return istd * (dxhat - s1 / m - xhat * s2 / (m - ddof))
+
+
+def _sp_dx_no_transpose(x, g, d, eps):
+    C = x.shape[1]
+    return _dx(x.reshape(-1, C), g, d.reshape(-1, C), eps).reshape(x.shape)
+
+
+def _sp_dx_not_back(x, g, d, eps):
+    return _dx(_rows(x), g, _rows(d), eps).reshape(x.shape)
+
+
+SPATIAL_DX_MISTAKES = [
+    Mistake(_SP_N_ONLY, lambda x, g, d, e: _dx_axes(x, g, d, e, (0,))),
+    Mistake(_SP_NC, lambda x, g, d, e: _dx_axes(x, g, d, e, (0, 1))),
+    Mistake(_SP_NO_TRANSPOSE, _sp_dx_no_transpose),
+    Mistake(_SP_NOT_BACK, _sp_dx_not_back),
+    Mistake(
+        "dx is the gradient of a forward pass with the unbiased variance: BN uses the biased one, "
+        "in the backward pass too",
+        lambda x, g, d, e: _dx_axes(x, g, d, e, _NHW, ddof=1),
+    ),
+    Mistake(
+        "dx: mu and var were treated as constants: add the paths through them",
+        lambda x, g, d, e: d * _per_channel(g) / np.sqrt(x.var(axis=_NHW, keepdims=True) + e),
+    ),
+]
+_SP_PARAMS_N_ONLY = (
+    "dgamma and dbeta summed over N only: gamma and beta are shared by every sample AND position "
+    "of a channel, so sum over (N, H, W), axis=(0, 2, 3)"
+)
+_SP_PARAMS_SWAPPED = "dgamma and dbeta swapped: dgamma = sum(dout * xhat), dbeta = sum(dout)"
+
+
+def _sp_xhat(x, eps):
+    return _norm_axes(x, eps, _NHW)
+
+
+SPATIAL_BACKWARD_MISTAKES = {
+    "dx": SPATIAL_DX_MISTAKES,
+    "dgamma": [
+        Mistake(_SP_PARAMS_N_ONLY, lambda x, g, d, e: (d * _sp_xhat(x, e)).sum(axis=0)),
+        Mistake(_SP_PARAMS_SWAPPED, lambda x, g, d, e: d.sum(axis=_NHW)),
+    ],
+    "dbeta": [
+        Mistake(_SP_PARAMS_N_ONLY, lambda x, g, d, e: d.sum(axis=0)),
+        Mistake(_SP_PARAMS_SWAPPED, lambda x, g, d, e: (d * _sp_xhat(x, e)).sum(axis=_NHW)),
+    ],
+}
+
+
+def _spatial_cases():
+    """Hidden (N, C, H, W) cases; none with H = W = 1 or N = 1, where wrong axes may agree."""
+    rng = _case_rng(2015_0302)
+
+    def case(name, short, x, eps=None, hint=""):
+        C = x.shape[1]
+        gamma = rng.uniform(0.5, 2.0, C) * rng.choice([-1.0, 1.0], C)
+        return _Case(name, short, x, gamma, rng.standard_normal(C), eps, hint)
+
+    def x(shape, loc=0.0, scale=1.0):
+        C = shape[1]
+        means = rng.uniform(-2, 2, C) + loc
+        spreads = rng.uniform(0.5, 2.0, C) * scale
+        return (
+            rng.standard_normal(shape) * spreads[None, :, None, None] + means[None, :, None, None]
+        )
+
+    return [
+        case("basic, N=4, C=3, H=5, W=6", "basic", x((4, 3, 5, 6))),
+        case("N=2, C=5, H=W=3", "N=2", x((2, 5, 3, 3))),
+        case("H != W, N=3, C=2, H=2, W=7", "H != W", x((3, 2, 2, 7))),
+        case(
+            "large offsets (near 1e3) with small spreads, N=5, C=4, H=W=4",
+            "large offsets",
+            x((5, 4, 4, 4), 1e3, 0.01),
+            hint="subtract the mean before squaring: var = mean((x - mu)**2)",
+        ),
+        case(
+            "eps=1e-2 passed explicitly, N=3, C=3, H=W=2",
+            "eps passed",
+            x((3, 3, 2, 2), 0.0, 0.05),
+            eps=1e-2,
+            hint="use the eps argument",
+        ),
+    ]
+
+
+def _reference_spatial(case):
+    return F.batch_norm(case.x, None, None, case.gamma, case.beta, training=True, eps=case.eps_used)
+
+
+@_guarded
+def check_spatial_batchnorm_forward(spatial_batchnorm_forward) -> CheckResult:
+    """Check `spatial_batchnorm_forward(x, gamma, beta, eps=1e-5) -> (out, cache)`, training mode.
+
+    x: (N, C, H, W) float64; gamma, beta: (C,); statistics per channel over (N, H, W); out
+    compared with bnlib.functional.batch_norm on hidden cases. Returns a CheckResult.
+    """
+    label = _label(spatial_batchnorm_forward, "spatial_batchnorm_forward")
+    if not callable(spatial_batchnorm_forward):
+        return _not_callable("spatial_batchnorm_forward", spatial_batchnorm_forward)
+    cases = _spatial_cases()
+
+    def run(case, budget):
+        args = case.args()
+        try:
+            result = _call(spatial_batchnorm_forward, args, budget, label)
+            out, _ = _unpack(result, ("out", "cache"), label)
+        except _CallError as e:
+            return _Outcome(case, str(e))
+        originals = (case.x, case.gamma, case.beta)
+        modified = _modified(label, ("x", "gamma", "beta"), originals, args[:3])
+        if modified:
+            return _Outcome(case, modified)
+        want = _reference_spatial(case)
+        problem = _array_problem(out, "out", want.shape, want.dtype)
+        if problem is None and outputs_match(out, want):
+            return _Outcome(case)
+        hints = []
+        if isinstance(out, np.ndarray):
+            ref_args = (case.x, case.gamma, case.beta, case.eps_used)
+            hints = matching_mistakes(out, SPATIAL_FORWARD_MISTAKES, *ref_args, reference=want)
+        return _Outcome(case, problem or _mismatch("out", out, want), {"out": hints})
+
+    outcomes = _run_cases(run, cases)
+    return _summary(label, outcomes, len(cases), {"out": SPATIAL_FORWARD_MISTAKES})
+
+
+@_guarded
+def check_spatial_batchnorm_backward(
+    spatial_batchnorm_forward, spatial_batchnorm_backward
+) -> CheckResult:
+    """Check `spatial_batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)`, cache from
+    spatial_batchnorm_forward; dout (N, C, H, W) random; dx (N, C, H, W), dgamma, dbeta (C,),
+    compared with bnlib.functional.batch_norm_backward on hidden cases. Returns a CheckResult.
+    """
+    label = _label(spatial_batchnorm_backward, "spatial_batchnorm_backward")
+    fwd_label = _label(spatial_batchnorm_forward, "spatial_batchnorm_forward")
+    for what, fn in ((fwd_label, spatial_batchnorm_forward), (label, spatial_batchnorm_backward)):
+        if not callable(fn):
+            return _not_callable(what, fn)
+    cases = _spatial_cases()
+    rng = _case_rng(23)
+    douts = {c.name: rng.standard_normal(c.x.shape) for c in cases}
+    forward_wrong = []
+
+    def run(case, budget):
+        args, dout = case.args(), douts[case.name]
+        called = f"{fwd_label} (called first, to make the cache)"
+        try:
+            out, cache = _unpack(
+                _call(spatial_batchnorm_forward, args, budget, called), ("out", "cache"), called
+            )
+        except _CallError as e:
+            return _Outcome(case, str(e))
+        if not (isinstance(out, np.ndarray) and outputs_match(out, _reference_spatial(case))):
+            forward_wrong.append(case)
+        dout_arg = dout.copy()
+        try:
+            grads = _unpack(
+                _call(spatial_batchnorm_backward, (dout_arg, cache), budget, label),
+                ("dx", "dgamma", "dbeta"),
+                label,
+            )
+        except _CallError as e:
+            return _Outcome(case, str(e))
+        modified = _modified(label, ("dout",), (dout,), (dout_arg,))
+        if modified:
+            return _Outcome(case, modified)
+        want = F.batch_norm_backward(dout, case.x, case.gamma, eps=case.eps_used)
+        reasons, hints = [], {}
+        for (output, catalogue), got, ref in zip(
+            SPATIAL_BACKWARD_MISTAKES.items(), grads, want, strict=True
+        ):
+            problem = _array_problem(got, output, ref.shape, ref.dtype)
+            if problem is None and outputs_match(got, ref):
+                continue
+            if isinstance(got, np.ndarray):
+                ref_args = (case.x, case.gamma, dout, case.eps_used)
+                hints[output] = matching_mistakes(got, catalogue, *ref_args, reference=ref)
+            reasons.append(problem or _mismatch(output, got, ref))
+        if not reasons:
+            return _Outcome(case)
+        return _Outcome(case, "; ".join(reasons), hints)
+
+    outcomes = _run_cases(run, cases)
+    notes = []
+    if forward_wrong and any(o.reason for o in outcomes):
+        notes.append(f"Note: {fwd_label} fails its own check too; fix it first")
+    return _summary(label, outcomes, len(cases), SPATIAL_BACKWARD_MISTAKES, notes=notes)
+
+
 # --- the registry the grader uses ----------------------------------------------------------------
 
 
@@ -843,6 +1225,16 @@ TASKS: dict[str, list[Task]] = {
             check_batchnorm_backward,
             ["batchnorm_forward", "batchnorm_backward_alt"],
             name="batchnorm_backward_alt",
+        ),
+        task(
+            "spatial_batchnorm_forward",
+            check_spatial_batchnorm_forward,
+            ["spatial_batchnorm_forward"],
+        ),
+        task(
+            "spatial_batchnorm_backward",
+            check_spatial_batchnorm_backward,
+            ["spatial_batchnorm_forward", "spatial_batchnorm_backward"],
         ),
     ],
 }

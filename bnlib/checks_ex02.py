@@ -141,6 +141,7 @@ class _RunningCase:
     x: np.ndarray  # (N, D)
     momentum: float
     hint: str = ""
+    weight: float = 1.0  # 0: must pass, but earns nothing (a case wrong code may pass)
 
     def args(self):
         return [self.running_mean.copy(), self.running_var.copy(), self.x.copy(), self.momentum]
@@ -180,6 +181,7 @@ def _running_cases():
             np.array([9.0, 0.1]),
             x(5, 2, 1.0),
             1.0,
+            weight=0.0,  # NB: returning the batch's statistics, no average, is right here
         ),
         _RunningCase(
             "momentum=0.01 (Keras's 0.99), running values far from the batch's, N=64, D=5",
@@ -503,7 +505,8 @@ def _fold_cases():
             var_scale=1e-5,
             hint="use the eps argument",
         ),
-        case("a single output, Linear(7 -> 1)", "7 -> 1", 1, 7),
+        # NB: no single output (K=1): scaling W by column instead of row gives the same there
+        case("more inputs than outputs, Linear(7 -> 2)", "7 -> 2", 2, 7),
     ]
 
 
@@ -553,6 +556,7 @@ class _ModuleCase:
 
 
 def _module_cases():
+    # NB: no BatchNorm1d(1): with one feature, statistics over the wrong axis agree with BN's
     return [
         _ModuleCase("BatchNorm1d(3), the defaults", "defaults", 3, {}, _case_seed(0)),
         _ModuleCase(
@@ -563,8 +567,27 @@ def _module_cases():
             _case_seed(1),
             hint="use the eps and momentum arguments of __init__",
         ),
-        _ModuleCase("BatchNorm1d(1), one feature", "one feature", 1, {}, _case_seed(2)),
+        _ModuleCase(
+            "BatchNorm1d(2, momentum=None), the cumulative average",
+            "momentum=None",
+            2,
+            {"momentum": None},
+            _case_seed(2),
+            hint=_MOMENTUM_NONE,
+        ),
     ]
+
+
+_MOMENTUM_NONE = (
+    "momentum=None: the running statistics are the cumulative (plain) average of all the batch "
+    "statistics so far: the update uses the factor 1 / num_batches_tracked (counted after adding "
+    "this batch) in place of momentum"
+)
+_ONE_VALUE = (
+    "training with one value per channel (a batch of one sample) must raise ValueError, as "
+    "torch.nn.BatchNorm1d does ('Expected more than 1 value per channel when training, got input "
+    "size ...'): its variance is 0 and its unbiased variance 0/0"
+)
 
 
 def _inputs(case):
@@ -632,7 +655,17 @@ def _run_module(cls, case):
             )
         except Exception as e:  # noqa: BLE001
             return _failed(step, e)
-    return {"records": records, "state": {k: v.clone() for k, v in module.state_dict().items()}}
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    module.train()
+    try:  # NB: last, as torch counts the batch in num_batches_tracked before it raises
+        with torch.no_grad():
+            module(xs[0][:1].clone())
+        one = "returned an output"
+    except ValueError:
+        one = None
+    except Exception as e:  # noqa: BLE001
+        one = f"raised {_describe_exception(e)}"
+    return {"records": records, "state": state, "one_value": one}
 
 
 def _failed(where, e):
@@ -661,7 +694,7 @@ def _tensor_problem(name, got, want):
     g, w = got.detach().double().numpy(), want.detach().double().numpy()
     if outputs_match(g, w, rtol=_MODULE_RTOL, atol=_MODULE_ATOL):
         return None
-    return _mismatch(name, g, w)
+    return _mismatch(name, g, w, float32_note=False)  # float32, as torch
 
 
 def _module_hint(name, i, got, want, case):
@@ -671,7 +704,7 @@ def _module_hint(name, i, got, want, case):
     mode, _ = _STEPS[i]
     xs = _inputs(case)[0]
     x = xs[i].double()
-    momentum = case.kwargs.get("momentum", 0.1)
+    momentum = case.kwargs.get("momentum", 0.1) or 0.0
     eps = case.kwargs.get("eps", 1e-5)
     prev = want.get("prev")
 
@@ -680,6 +713,9 @@ def _module_hint(name, i, got, want, case):
 
     if name == "num_batches_tracked":
         return "num_batches_tracked: add 1 at each training step (a buffer of dtype torch.long)"
+    if mode == "train" and name in ("running_mean", "running_var") and "momentum" in case.kwargs:
+        if case.kwargs["momentum"] is None:
+            return _MOMENTUM_NONE
     if mode == "eval" and name in ("out", "running_mean", "running_var") and prev is not None:
         if not all(close(got[k], prev[k]) for k in ("running_mean", "running_var")):
             return "the running statistics changed in eval mode: update them only when training"
@@ -715,7 +751,10 @@ def _module_case(cls, case, budget, label):
     except _CallError as e:  # _run_module catches the learner's errors; this is a safety net
         return _Outcome(case, str(e))
     if "failed" in got:
-        return _Outcome(case, got["failed"])
+        hints = []
+        if case.kwargs.get("momentum", 0.1) is None and "NoneType" in got["failed"]:
+            hints = [_MOMENTUM_NONE]
+        return _Outcome(case, got["failed"], {"module": hints})
     if "keys" in got:
         missing, extra = got["keys"]
         parts = []
@@ -749,6 +788,12 @@ def _module_case(cls, case, budget, label):
                 f"expected {int(ref['num_batches_tracked'])}"
             )
             return _Outcome(case, reason, {"module": [hint]})
+    if got.get("one_value") is not None:
+        reason = (
+            f"a training step on a batch of ONE sample, shape (1, {case.num_features}): "
+            f"expected a ValueError, but the module {got['one_value']}"
+        )
+        return _Outcome(case, reason, {"module": [_ONE_VALUE]})
     return _Outcome(case)
 
 
@@ -773,9 +818,14 @@ class _Hints:
 @_guarded
 def check_batchnorm_module(MyBatchNorm1d) -> CheckResult:
     """Check a class `MyBatchNorm1d(num_features, eps=1e-5, momentum=0.1)`, a torch.nn.Module for
-    (N, C) inputs, against torch.nn.BatchNorm1d over a sequence of train and eval steps: outputs,
-    input and parameter gradients, running statistics, num_batches_tracked, and the state_dict's
-    keys (so state_dicts load both ways). Returns a CheckResult."""
+    (N, C) inputs, against torch.nn.BatchNorm1d over a sequence of train and eval steps.
+
+    The behaviours that count, each named when it fails: the state_dict's keys (weight, bias as
+    parameters; running_mean, running_var, num_batches_tracked as buffers); in training, outputs
+    and gradients (x, weight, bias) with the batch statistics, the running statistics updated with
+    momentum (momentum=None: the cumulative average) and num_batches_tracked counted; in eval, the
+    running statistics used and left unchanged (a batch of one included); a ValueError for a
+    training batch of one sample. Returns a CheckResult."""
     label = getattr(MyBatchNorm1d, "__name__", "MyBatchNorm1d")
     if not isinstance(MyBatchNorm1d, type):
         return _fail(

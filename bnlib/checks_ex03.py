@@ -142,8 +142,15 @@ _FRACTIONS = (
     "by 100 there)"
 )
 _TRANSPOSED = "the result is transposed: return shape (len(q), D), percentiles first"
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+_BUFFERS = (
+    "the probe changed BN's running statistics: a forward pass in train mode updates "
+    "running_mean, running_var and num_batches_tracked, even under torch.no_grad(); save the "
+    "buffers before the forward pass and copy them back after it (a probe must not change the "
+    "model it measures)"
+)
 PERCENTILE_MISTAKES = [
-    Mistake(h, None) for h in (_OUTPUT, _PER_SAMPLE, _WHOLE, _FRACTIONS, _TRANSPOSED)
+    Mistake(h, None) for h in (_OUTPUT, _PER_SAMPLE, _WHOLE, _FRACTIONS, _TRANSPOSED, _BUFFERS)
 ]
 
 
@@ -205,10 +212,13 @@ def _percentile_case(fn, case, budget, label):
         return _Outcome(case, f"{label} changed the model's mode; leave train()/eval() as it was")
     if not torch.equal(x, x_before):
         return _Outcome(case, f"{label} modified its argument x in place")
-    if not was_training:  # in train mode BN's running statistics legitimately move
-        for k, v in model.state_dict().items():
-            if not torch.equal(v, state[k]):
-                return _Outcome(case, f"{label} changed the model's {k}")
+    for k, v in model.state_dict().items():
+        if not torch.equal(v, state[k]):
+            if k.rsplit(".", 1)[-1] in _BN_BUFFERS:
+                return _Outcome(
+                    case, f"{label} changed the model's {k}", {"percentiles": [_BUFFERS]}
+                )
+            return _Outcome(case, f"{label} changed the model's {k}")
     if got is None:
         return _Outcome(case, f"{label} returned None: expected a dict; is a `return` missing?")
     if not isinstance(got, dict):
@@ -245,7 +255,9 @@ def _percentile_case(fn, case, budget, label):
         if problem is None and value.shape != want.shape:
             problem = f"[{name!r}] has shape {value.shape}, expected {want.shape} (len(q), D)"
         return _Outcome(
-            case, problem or _mismatch(f"[{name!r}]", value, want), {"percentiles": hints}
+            case,
+            problem or _mismatch(f"[{name!r}]", value, want, float32_note=False),
+            {"percentiles": hints},
         )
     return _Outcome(case)
 
@@ -256,7 +268,8 @@ def check_layer_percentiles(layer_percentiles) -> CheckResult:
 
     For every nonlinearity (nn.Sigmoid, "Tanh", "ReLU") of the model, keyed by its name in
     model.named_modules(): the q-th percentiles over the batch of its input, per unit, recorded
-    with forward hooks that are removed afterwards; the model's mode and weights untouched.
+    with forward hooks that are removed afterwards; the model's mode, weights and buffers (BN's
+    running statistics, even in train mode) untouched.
     Compared with bnlib.hooks.layer_percentiles on hidden models.
     """
     label = _label(layer_percentiles, "layer_percentiles")
@@ -270,10 +283,11 @@ def check_layer_percentiles(layer_percentiles) -> CheckResult:
 # --- task 2: noisy batch norm --------------------------------------------------------------------
 
 
-def noisy_bn_reference(x, gamma, beta, shift, scale, eps=1e-5):
+def noisy_bn_reference(x, gamma, beta, scale, shift, eps=1e-5):
     """out = (gamma * xhat + beta) * scale + shift, xhat batch-normalized (biased variance).
 
-    x: (N, D); gamma, beta, shift, scale: (D,). Santurkar et al. 2018, §2.1.
+    The arguments in the formula's order. x: (N, D); gamma, beta, scale, shift: (D,).
+    Santurkar et al. 2018, §2.1 (a variant: one scale and shift per unit, shared by the batch).
     """
     return (gamma * _xhat(x, eps) + beta) * scale + shift
 
@@ -282,32 +296,33 @@ NOISY_BN_MISTAKES = [
     Mistake(
         "this is plain BN: the noise is missing, or it was added before normalizing (BN then "
         "removes it again); apply it to BN's output: (gamma * xhat + beta) * scale + shift",
-        lambda x, g, b, m, s, eps: g * _xhat(x, eps) + b,
+        lambda x, g, b, s, m, eps: g * _xhat(x, eps) + b,
     ),
     Mistake(
-        "shift and scale swapped: multiply by scale, then add shift",
-        lambda x, g, b, m, s, eps: (g * _xhat(x, eps) + b) * m + s,
+        "scale and shift swapped (the arguments are x, gamma, beta, scale, shift, in the "
+        "formula's order): multiply by scale, then add shift",
+        lambda x, g, b, s, m, eps: (g * _xhat(x, eps) + b) * m + s,
     ),
     Mistake(
         "shifted before scaling: (y + shift) * scale; scale BN's output first, then add shift",
-        lambda x, g, b, m, s, eps: (g * _xhat(x, eps) + b + m) * s,
+        lambda x, g, b, s, m, eps: (g * _xhat(x, eps) + b + m) * s,
     ),
     Mistake(
         "the noise went on xhat, before gamma and beta: apply it to BN's output "
         "y = gamma * xhat + beta",
-        lambda x, g, b, m, s, eps: g * (_xhat(x, eps) * s + m) + b,
+        lambda x, g, b, s, m, eps: g * (_xhat(x, eps) * s + m) + b,
     ),
     Mistake(
         "unbiased variance (N - 1): BN normalizes with the biased one, mean((x - mu)**2)",
-        lambda x, g, b, m, s, eps: (g * _xhat(x, eps, ddof=1) + b) * s + m,
+        lambda x, g, b, s, m, eps: (g * _xhat(x, eps, ddof=1) + b) * s + m,
     ),
     Mistake(
         "eps outside the square root: divide by sqrt(var + eps)",
-        lambda x, g, b, m, s, eps: (g * _xhat(x, eps, eps_inside=False) + b) * s + m,
+        lambda x, g, b, s, m, eps: (g * _xhat(x, eps, eps_inside=False) + b) * s + m,
     ),
     Mistake(
         "the eps argument is ignored (a fixed 1e-5 is used whatever eps is passed)",
-        lambda x, g, b, m, s, eps: (g * _xhat(x, 1e-5) + b) * s + m,
+        lambda x, g, b, s, m, eps: (g * _xhat(x, 1e-5) + b) * s + m,
     ),
 ]
 
@@ -316,7 +331,7 @@ NOISY_BN_MISTAKES = [
 class _NoisyCase(_EpsCase):
     name: str
     short: str
-    arrays: tuple  # x, gamma, beta, shift, scale
+    arrays: tuple  # x, gamma, beta, scale, shift
     eps: float | None
     hint: str = ""
 
@@ -333,7 +348,7 @@ def _noisy_cases():
         gamma = rng.uniform(0.5, 2.0, D)
         beta, shift = rng.standard_normal(D), rng.normal(0.5, 1.0, D)
         scale = np.exp(0.5 * rng.standard_normal(D))
-        return _NoisyCase(name, short, (x, gamma, beta, shift, scale), eps, hint)
+        return _NoisyCase(name, short, (x, gamma, beta, scale, shift), eps, hint)
 
     tiny = rng.standard_normal((12, 3)) * np.array([1e-3, 1.0, 0.0]) + 2.0
     return [
@@ -357,16 +372,16 @@ def _noisy_cases():
 
 @_guarded
 def check_noisy_bn(noisy_bn) -> CheckResult:
-    """Check `noisy_bn(x, gamma, beta, shift, scale, eps=1e-5) -> out`, numpy, training mode.
+    """Check `noisy_bn(x, gamma, beta, scale, shift, eps=1e-5) -> out`, training mode.
 
-    out = (gamma * xhat + beta) * scale + shift: x (N, D); gamma, beta, shift, scale (D,); out
+    out = (gamma * xhat + beta) * scale + shift: x (N, D); gamma, beta, scale, shift (D,); out
     (N, D), compared with noisy_bn_reference on hidden cases.
     """
     label = _label(noisy_bn, "noisy_bn")
     if not callable(noisy_bn):
         return _not_callable("noisy_bn", noisy_bn)
     budget, cases, outcomes = _Budget(), _noisy_cases(), []
-    names = ("x", "gamma", "beta", "shift", "scale")
+    names = ("x", "gamma", "beta", "scale", "shift")
     for case in cases:
         args = case.args()
         try:

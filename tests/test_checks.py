@@ -14,6 +14,8 @@ from bnlib.checks import (
     Mistake,
     check_batchnorm_backward,
     check_batchnorm_forward,
+    check_spatial_batchnorm_backward,
+    check_spatial_batchnorm_forward,
     matching_mistakes,
     outputs_match,
     run_tasks,
@@ -426,11 +428,19 @@ def test_matching_mistakes_is_generic():
 
 def test_ex01_tasks_run_against_a_namespace():
     names = [t.name for t in TASKS["ex01_forward_backward"]]
-    assert names == ["batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"]
+    assert names == [
+        "batchnorm_forward",
+        "batchnorm_backward",
+        "batchnorm_backward_alt",
+        "spatial_batchnorm_forward",
+        "spatial_batchnorm_backward",
+    ]
     namespace = {
         "batchnorm_forward": forward,
         "batchnorm_backward": backward_staged,
         "batchnorm_backward_alt": backward_alt,
+        "spatial_batchnorm_forward": spatial_forward,
+        "spatial_batchnorm_backward": spatial_backward,
     }
     results = run_tasks("ex01_forward_backward", namespace)
     assert [name for name, _ in results] == names
@@ -452,3 +462,210 @@ def test_run_tasks_survives_a_broken_task(monkeypatch):
     (_, r1), (_, r2) = run_tasks("ex_test", {})
     assert not r1.passed and "ZeroDivisionError" in r1.feedback
     assert not r2.passed and "returned str" in r2.feedback
+
+
+# --- more named mistakes: float32, var used as std, degenerate cases -----------------------------
+
+
+def test_a_forward_computed_in_float32_and_cast_back_is_told_so():
+    def in_float32(x, gamma, beta, eps=1e-5):
+        out, cache = forward(x.astype(np.float32), gamma.astype(np.float32), beta, eps)
+        return out.astype(np.float64), cache
+
+    result = check_batchnorm_forward(in_float32)
+    assert not result.passed
+    assert "computed in float32? compute in float64" in result.feedback, result.feedback
+
+    def cast_back(x, gamma, beta, eps=1e-5):  # all in float32: every entry a float32 number
+        f32 = [a.astype(np.float32) for a in (x, gamma, beta)]
+        return forward(*f32, np.float32(eps))[0].astype(np.float64), None
+
+    result = check_batchnorm_forward(cast_back)
+    assert not result.passed and "every entry is a float32 number" in result.feedback
+    # a float64 mistake is not called float32
+    result = check_batchnorm_forward(lambda x, g, b, eps=1e-5: (forward(x, g, b, eps)[0] + 1e-3, 0))
+    assert not result.passed and "float32" not in result.feedback, result.feedback
+
+
+@pytest.mark.parametrize("with_eps", [True, False])
+@pytest.mark.parametrize("staged", [True, False])
+def test_var_used_as_std_in_the_backward_is_named(staged, with_eps):
+    def fwd(x, gamma, beta, eps=1e-5):
+        out, (xc, std, xhat, g) = forward(x, gamma, beta, eps)
+        var = (xc**2).mean(axis=0)
+        return out, (xc, var + eps if with_eps else var, xhat, g)  # var, cached as "std"
+
+    bwd = backward_staged if staged else backward_alt
+    result = check_batchnorm_backward(fwd, bwd, name="batchnorm_backward")
+    assert not result.passed
+    assert "the variance was used where the standard deviation belongs" in result.feedback
+
+
+def test_the_n2_case_must_pass_but_earns_nothing_in_the_backward():
+    # at N=2, dx = 0 for BN with the biased or the unbiased variance: wrong code may pass it
+    def right_at_n2_only(dout, cache):
+        dx, dgamma, dbeta = backward_alt(dout, cache)
+        return (dx if dout.shape[0] == 2 else dx + 1.0), dgamma, dbeta
+
+    result = check_batchnorm_backward(forward, right_at_n2_only)
+    assert not result.passed and result.score == 0.0, result.feedback
+    assert "5 of 6 hidden cases failed" in result.feedback
+
+    def wrong_at_n2_only(dout, cache):
+        dx, dgamma, dbeta = backward_alt(dout, cache)
+        return (dx + 1.0 if dout.shape[0] == 2 else dx), dgamma, dbeta
+
+    result = check_batchnorm_backward(forward, wrong_at_n2_only)
+    assert not result.passed and result.score == 1.0, result.feedback
+
+
+# --- task 4: spatial batch norm, (N, C, H, W) ----------------------------------------------------
+
+
+def _to_rows(a):
+    return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])  # (N*H*W, C)
+
+
+def _from_rows(a, shape):
+    N, C, H, W = shape
+    return a.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+
+
+def spatial_forward(x, gamma, beta, eps=1e-5):
+    out, cache = forward(_to_rows(x), gamma, beta, eps)
+    return _from_rows(out, x.shape), (cache, x.shape)
+
+
+def spatial_backward(dout, cache):
+    cache, shape = cache
+    dx, dgamma, dbeta = backward_staged(_to_rows(dout), cache)
+    return _from_rows(dx, shape), dgamma, dbeta
+
+
+def test_spatial_right_implementations_pass_fixed_and_hidden_cases():
+    for secret in (None, 1, 2):
+        if secret is None:
+            results = [
+                check_spatial_batchnorm_forward(spatial_forward),
+                check_spatial_batchnorm_backward(spatial_forward, spatial_backward),
+            ]
+        else:
+            with checks.hidden_cases(secret):
+                results = [
+                    check_spatial_batchnorm_forward(spatial_forward),
+                    check_spatial_batchnorm_backward(spatial_forward, spatial_backward),
+                ]
+        for result in results:
+            assert result.passed and result.score == 1.0, result.feedback
+
+
+def _per_channel(a):
+    return a[None, :, None, None]
+
+
+def _axes_forward(axes, ddof=0):
+    def fwd(x, gamma, beta, eps=1e-5):
+        mu = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True, ddof=ddof)
+        return _per_channel(gamma) * (x - mu) / np.sqrt(var + eps) + _per_channel(beta), None
+
+    return fwd
+
+
+def _reshaped_forward(transpose, back):
+    def fwd(x, gamma, beta, eps=1e-5):
+        N, C, H, W = x.shape
+        rows = _to_rows(x) if transpose else x.reshape(-1, C)
+        out, cache = forward(rows, gamma, beta, eps)
+        out = _from_rows(out, x.shape) if back else out.reshape(x.shape)
+        return out, (cache, x.shape, transpose, back)
+
+    return fwd
+
+
+def _reshaped_backward(dout, cache):
+    cache, shape, transpose, back = cache
+    N, C, H, W = shape
+    rows = _to_rows(dout) if transpose else dout.reshape(-1, C)
+    dx, dgamma, dbeta = backward_alt(rows, cache)
+    return (_from_rows(dx, shape) if back else dx.reshape(shape)), dgamma, dbeta
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (_axes_forward((0,)), "statistics over N only"),
+        (_axes_forward((0, 1)), "statistics over (N, C), one per position"),
+        (_reshaped_forward(False, False), "x.reshape(-1, C) straight from (N, C, H, W)"),
+        (_reshaped_forward(True, False), "the (N*H*W, C) result was reshaped straight to"),
+        (_axes_forward((0, 2, 3), ddof=1), "unbiased variance (divided by N*H*W - 1)"),
+        (_axes_forward((1, 2, 3)), "statistics per sample over (C, H, W) (layer norm)"),
+        (_axes_forward((2, 3)), "statistics per sample and channel over (H, W)"),
+    ],
+)
+def test_spatial_forward_mistakes_are_named(wrong, hint):
+    result = check_spatial_batchnorm_forward(wrong)
+    assert not result.passed and result.score == 0.0, result.feedback
+    assert f"Likely mistake: {hint}" in result.feedback, result.feedback
+
+
+@pytest.mark.parametrize(
+    "fwd, hint",
+    [
+        (_reshaped_forward(False, False), "x.reshape(-1, C) straight from (N, C, H, W)"),
+        (_reshaped_forward(True, False), "reshaped straight to (N, C, H, W)"),
+    ],
+)
+def test_spatial_backward_reshape_mistakes_are_named(fwd, hint):
+    result = check_spatial_batchnorm_backward(fwd, _reshaped_backward)
+    assert not result.passed and result.score == 0.0, result.feedback
+    assert hint in result.feedback and "fails its own check too" in result.feedback
+
+
+def test_spatial_backward_other_mistakes_are_named():
+    def per_position(dout, cache):  # dx as if the statistics were per channel and position
+        cache, shape = cache
+        N = shape[0]
+        x = _from_rows(cache[0], shape)
+        g = cache[3]
+        xhat = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+        dxhat = dout * _per_channel(g)
+        dx = (dxhat - dxhat.mean(0) - xhat * (dxhat * xhat).mean(0)) / np.sqrt(x.var(0) + 1e-5)
+        _, dgamma, dbeta = spatial_backward(dout, (cache, shape))
+        return dx + 0 * N, dgamma, dbeta
+
+    def params_over_n(dout, cache):
+        dx, _, _ = spatial_backward(dout, cache)
+        x = _from_rows(cache[0][0], cache[1])  # xc, (N, C, H, W)
+        xhat = x / np.sqrt((x**2).mean(axis=(0, 2, 3), keepdims=True) + 1e-5)
+        return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+    def unbiased(dout, cache):
+        cache, shape = cache
+        xc, std, xhat, gamma = cache
+        m = dout.size // dout.shape[1]
+        dxhat = _to_rows(dout) * gamma
+        std_u = std * np.sqrt(m / (m - 1))  # ~ sqrt(unbiased var): eps aside
+        xhat_u = xc / std_u
+        dx = (dxhat - dxhat.mean(0) - xhat_u * (dxhat * xhat_u).sum(0) / (m - 1)) / std_u
+        return _from_rows(dx, shape), (_to_rows(dout) * xhat).sum(0), dout.sum(axis=(0, 2, 3))
+
+    result = check_spatial_batchnorm_backward(spatial_forward, per_position)
+    assert not result.passed and "statistics over N only" in result.feedback, result.feedback
+    result = check_spatial_batchnorm_backward(spatial_forward, params_over_n)
+    assert not result.passed and "dgamma and dbeta summed over N only" in result.feedback
+    assert "dbeta has shape (" in result.feedback
+    result = check_spatial_batchnorm_backward(_axes_forward((0, 2, 3), ddof=1), unbiased)
+    assert not result.passed, result.feedback
+
+
+def test_spatial_checks_fail_cleanly_on_broken_code():
+    for bad, words in [
+        (None, "must be a function"),
+        (lambda *a: None, "returned None"),
+        (lambda *a: 1 / 0, "ZeroDivisionError"),
+    ]:
+        result = check_spatial_batchnorm_forward(bad)
+        assert not result.passed and words in result.feedback, result.feedback
+        result = check_spatial_batchnorm_backward(spatial_forward, bad)
+        assert not result.passed and words in result.feedback, result.feedback

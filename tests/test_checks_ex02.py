@@ -41,7 +41,15 @@ def fold(W, b, gamma, beta, rm, rv, eps=1e-5):
 
 
 def make_module(
-    *, biased=False, inverted=False, eval_batch=False, eval_updates=False, count=True, graph=False
+    *,
+    biased=False,
+    inverted=False,
+    eval_batch=False,
+    eval_updates=False,
+    count=True,
+    graph=False,
+    no_none=False,
+    one_ok=False,
 ):
     """A BatchNorm1d written from scratch, optionally with one classic mistake."""
 
@@ -57,14 +65,19 @@ def make_module(
                 self.register_buffer("num_batches_tracked", torch.tensor(0))
 
         def _update(self, mean, var_u):
-            m = 1 - self.momentum if inverted else self.momentum
-            self.running_mean = (1 - m) * self.running_mean + m * mean
-            self.running_var = (1 - m) * self.running_var + m * var_u
             if count:
                 self.num_batches_tracked += 1
+            m = self.momentum
+            if m is None:  # the cumulative average (no_none: a fixed 0.1 instead)
+                m = 0.1 if no_none else 1.0 / float(self.num_batches_tracked)
+            m = 1 - m if inverted else m
+            self.running_mean = (1 - m) * self.running_mean + m * mean
+            self.running_var = (1 - m) * self.running_var + m * var_u
 
         def forward(self, x):
             n = x.shape[0]
+            if self.training and n == 1 and not one_ok:
+                raise ValueError("Expected more than 1 value per channel when training")
             mean, var = x.mean(0), x.var(0, unbiased=False)
             var_u = var if biased else var * n / (n - 1) if n > 1 else var
             use_batch = self.training or eval_batch
@@ -146,6 +159,8 @@ def test_each_fold_mistake_is_named(variant, mistake):
         ({"eval_batch": True}, "batch's own mean and variance"),
         ({"eval_updates": True}, "changed in eval mode"),
         ({"count": False}, "missing ['num_batches_tracked']"),
+        ({"no_none": True}, "momentum=None: the running statistics are the cumulative"),
+        ({"one_ok": True}, "training with one value per channel"),
     ],
 )
 def test_each_module_mistake_is_named(flaw, words):
@@ -229,3 +244,53 @@ def test_modifying_x_in_place_fails():
 
     result = check_running_stats(learner)
     assert not result.passed and "modified its argument x in place" in result.feedback
+
+
+def test_each_module_behaviour_is_tested_and_named():
+    """The behaviours task 4 lists: a module failing just one of them fails, naming it."""
+    result = check_batchnorm_module(make_module(no_none=True))
+    assert result.score == pytest.approx(2 / 3) and "momentum=None" in result.feedback
+    result = check_batchnorm_module(make_module(one_ok=True))
+    assert not result.passed and "expected a ValueError" in result.feedback, result.feedback
+
+    class NoneFails(make_module()):
+        def __init__(self, num_features, eps=1e-5, momentum=0.1):
+            super().__init__(num_features, eps, momentum)
+            self.momentum = 0.1 if momentum is None else momentum
+            self.fail = momentum is None
+
+        def forward(self, x):
+            if self.fail and self.training:
+                return x * (1 - None)  # TypeError, as `1 - self.momentum` with momentum=None
+            return super().forward(x)
+
+    result = check_batchnorm_module(NoneFails)
+    assert not result.passed and "TypeError" in result.feedback
+    assert "cumulative (plain) average" in result.feedback, result.feedback
+
+
+def test_an_error_inside_the_learners_module_names_the_learners_line():
+    class Raises(make_module()):
+        def forward(self, x):
+            return x.no_such_attribute  # the learner's line
+
+    result = check_batchnorm_module(Raises)
+    assert "AttributeError" in result.feedback and "of forward)" in result.feedback
+    assert "_run_module" not in result.feedback, result.feedback
+
+    class WrongInit(make_module()):
+        def __init__(self, num_features):  # eps and momentum missing: raised at the check's call
+            super().__init__(num_features)
+
+    with __import__("bnlib").checks.hidden_cases(1):
+        result = check_batchnorm_module(WrongInit)
+    assert "TypeError" in result.feedback
+    assert "_run_module" not in result.feedback and "checks_ex02" not in result.feedback
+
+
+def test_the_momentum_1_case_must_pass_but_earns_nothing():
+    # at momentum=1 the batch's own statistics are the right answer: no credit for skipping the
+    # moving average there
+    result = check_running_stats(lambda rm, rv, x, m: (x.mean(0), x.var(0, ddof=1)))
+    assert not result.passed and result.score == 0.0, result.feedback
+    assert "without the moving average" in result.feedback

@@ -55,10 +55,42 @@ def _inputs(inputs, output):
     return inputs[0]
 
 
+def _keeping_buffers(fn):
+    """fn, with the model's buffers put back afterwards (bnlib.hooks' probe moves them)."""
+
+    def probe(model, x, q=(15, 50, 85)):
+        saved = {k: v.clone() for k, v in model.named_buffers()}
+        try:
+            return fn(model, x, q)
+        finally:
+            with torch.no_grad():
+                for k, v in model.named_buffers():
+                    v.copy_(saved[k])
+
+    return probe
+
+
 def test_the_reference_passes():
-    result = check_layer_percentiles(lambda m, x, q=(15, 50, 85): layer_percentiles(m, x, q))
+    result = check_layer_percentiles(_keeping_buffers(layer_percentiles))
     assert result.passed and result.score == 1.0, result.feedback
-    assert check_layer_percentiles(_recording(_inputs)).passed
+    assert check_layer_percentiles(_keeping_buffers(_recording(_inputs))).passed
+
+
+def test_a_probe_that_moves_the_running_statistics_is_named():
+    result = check_layer_percentiles(layer_percentiles)  # no restore: train mode moves them
+    assert not result.passed and result.score == 0.75, result.feedback
+    assert "changed the model's 1.running_mean" in result.feedback
+    assert "the probe changed BN's running statistics" in result.feedback
+
+    def counts_only(model, x, q=(15, 50, 85)):
+        out = _keeping_buffers(layer_percentiles)(model, x, q)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.num_batches_tracked += 1
+        return out
+
+    result = check_layer_percentiles(counts_only)
+    assert not result.passed and "num_batches_tracked" in result.feedback, result.feedback
 
 
 @pytest.mark.parametrize(
@@ -121,7 +153,8 @@ def test_wrong_keys_and_types_fail_cleanly():
 
 def test_torch_tensors_are_accepted():
     def tensors(model, x, q=(15, 50, 85)):
-        return {k: torch.from_numpy(v) for k, v in layer_percentiles(model, x, q).items()}
+        found = _keeping_buffers(layer_percentiles)(model, x, q)
+        return {k: torch.from_numpy(v) for k, v in found.items()}
 
     assert check_layer_percentiles(tensors).passed
 
@@ -129,23 +162,33 @@ def test_torch_tensors_are_accepted():
 def test_noisy_bn_reference_and_pass():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 3))
-    g, b, m, s = (rng.standard_normal(3) for _ in range(4))
-    want = noisy_bn_reference(x, g, b, m, s)
+    g, b, s, m = (rng.standard_normal(3) for _ in range(4))
+    want = noisy_bn_reference(x, g, b, s, m)  # the formula's order: scale, then shift
     xhat = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
     np.testing.assert_allclose(want, (g * xhat + b) * s + m, rtol=1e-12)
     assert check_noisy_bn(noisy_bn_reference).passed
+    with checks.hidden_cases(7):
+        assert check_noisy_bn(noisy_bn_reference).passed
+
+
+def test_the_old_argument_order_is_named():
+    def shift_first(x, gamma, beta, shift, scale, eps=1e-5):
+        return noisy_bn_reference(x, gamma, beta, scale, shift, eps)
+
+    result = check_noisy_bn(shift_first)
+    assert not result.passed and "scale and shift swapped" in result.feedback, result.feedback
 
 
 @pytest.mark.parametrize("mistake", NOISY_BN_MISTAKES, ids=lambda m: m.hint[:30])
 def test_each_noisy_bn_mistake_is_named(mistake):
-    result = check_noisy_bn(lambda x, g, b, m, s, eps=1e-5: mistake.compute(x, g, b, m, s, eps))
+    result = check_noisy_bn(lambda x, g, b, s, m, eps=1e-5: mistake.compute(x, g, b, s, m, eps))
     assert not result.passed and mistake.hint in result.feedback, result.feedback
 
 
 def test_noisy_bn_bad_outputs_fail_cleanly():
-    def inplace(x, g, b, m, s, eps=1e-5):
+    def inplace(x, g, b, s, m, eps=1e-5):
         x -= x.mean(0)
-        return noisy_bn_reference(x, g, b, m, s, eps)
+        return noisy_bn_reference(x, g, b, s, m, eps)
 
     cases = {
         "returned None": lambda *a: None,

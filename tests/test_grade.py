@@ -38,7 +38,14 @@ SOLUTION = ROOT / "solutions" / "ex01_forward_backward.ipynb"
 SOLUTION_EX02 = ROOT / "solutions" / "ex02_running_stats.ipynb"
 EXERCISE = ROOT / "exercises" / "ex01_forward_backward.ipynb"
 EX01 = "ex01_forward_backward"
-TASK_NAMES = ["batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"]
+TASK_NAMES = [
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "batchnorm_backward_alt",
+    "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward",
+]
+EX01_POINTS = float(len(TASK_NAMES))
 BNLIB = Path(sys.executable).with_name("bnlib")
 SECRET = "G15_GRADER_SECRET"
 DETACHED = "987.654"  # a `sleep` a notebook leaves behind: none may survive the run
@@ -353,14 +360,14 @@ def _full(result):
     _assert_shape(result)
     assert [t["task"] for t in result["tasks"]] == TASK_NAMES, result
     assert all(t["passed"] for t in result["tasks"]), result
-    assert result["score"] == result["max_score"] == 3.0
+    assert result["score"] == result["max_score"] == EX01_POINTS
     assert result["exercise"] == EX01
 
 
 def _zero(result):
     _assert_shape(result)
     assert result["score"] == 0.0 and not any(t["passed"] for t in result["tasks"]), result
-    assert result["max_score"] == 3.0
+    assert result["max_score"] == EX01_POINTS
 
 
 # --- honest work ---------------------------------------------------------------------------------
@@ -391,7 +398,8 @@ def test_the_untouched_exercise_gets_zero_with_reasons_even_renamed(class_run):
     _zero(carol)
     assert [t["task"] for t in carol["tasks"]] == TASK_NAMES
     for t in carol["tasks"]:
-        assert "raised NotImplementedError (line 7 of batchnorm_forward)" in t["feedback"]
+        assert "raised NotImplementedError (line 7 of " in t["feedback"]
+        assert "batchnorm_forward)" in t["feedback"]
     assert carol["notes"] == [f"no bnlib.exercise metadata: taken to be {EX01}"]
 
 
@@ -401,11 +409,15 @@ def test_calling_a_reference_implementation_scores_zero_for_that_task_and_says_w
         ("kate", "torch.nn.functional.batch_norm"),
     ):
         result = class_run[2][name]
-        forward, *backward = result["tasks"]
-        assert forward["score"] == 0.0 and not forward["passed"]
-        assert f"uses {used}" in forward["feedback"] and grade.POLICY in forward["feedback"]
-        assert all(t["passed"] for t in backward), result  # their own code: full marks
-        assert result["score"] == 2.0
+        # NB: spatial_batchnorm_forward calls their batchnorm_forward, so it uses the reference too
+        docked = ("batchnorm_forward", "spatial_batchnorm_forward")
+        for t in result["tasks"]:
+            if t["task"] in docked:
+                assert t["score"] == 0.0 and not t["passed"], t
+                assert f"uses {used}" in t["feedback"] and grade.POLICY in t["feedback"]
+            else:
+                assert t["passed"], result  # their own code: full marks
+        assert result["score"] == EX01_POINTS - len(docked)
 
 
 # --- attacks -------------------------------------------------------------------------------------
@@ -470,7 +482,7 @@ def test_a_notebook_of_another_exercise_is_reported_and_scores_zero(class_run):
     mike = class_run[2]["mike"]
     assert mike["exercise"] == "ex02_running_stats" and mike["score"] == 0.0
     assert mike["error"] == f"this notebook is ex02_running_stats, not {EX01}"
-    assert mike["max_score"] == 3.0
+    assert mike["max_score"] == EX01_POINTS
     assert mike["notes"] == [
         f"the file name says {EX01}, the notebook's metadata ex02_running_stats"
     ]
@@ -500,12 +512,14 @@ def test_reports_csv_and_summary(class_run):
     _, _, results, _, report = class_run
     text = format_report(report["notebooks"])
     assert f"bob/{EX01}.ipynb [{EX01}]" in text
-    assert "  batchnorm_forward       PASS    1.00/1  batchnorm_forward: all 6 hidden" in text
+    width = max(map(len, TASK_NAMES))
+    row = f"  {'batchnorm_forward':<{width}}  PASS    1.00/1  batchnorm_forward: all 6 hidden"
+    assert row in text
     assert "ERROR: no such file (0 out of 0)" in text
-    assert f"ERROR: this notebook is ex02_running_stats, not {EX01} (0 out of 3)" in text
+    assert f"ERROR: this notebook is ex02_running_stats, not {EX01} (0 out of 5)" in text
     rows = format_csv(report["notebooks"]).splitlines()
     assert rows[0] == "path,exercise,score,max_score," + ",".join(TASK_NAMES) + ",error,notes"
-    assert any(row.startswith(f"{results['bob']['path']},{EX01},3,3,1,1,1,,") for row in rows)
+    assert any(row.startswith(f"{results['bob']['path']},{EX01},5,5,1,1,1,1,1,,") for row in rows)
     summary = class_summary(report["notebooks"])
     assert f"    batchnorm_forward: passed 4 of {len(report['notebooks']) - 3}" in summary
     assert "kernels isolated by: " in summary
@@ -622,7 +636,7 @@ def test_ctrl_c_stops_the_run_and_prints_what_was_graded(tmp_path, course):
     assert proc.returncode == 130, err
     assert "Traceback" not in out + err
     assert "interrupted; 1 of 2 notebooks graded" in err
-    assert f"b/{EX01}.ipynb [{EX01}]" in out and "3.00 out of 3" in out
+    assert f"b/{EX01}.ipynb [{EX01}]" in out and "5.00 out of 5" in out
     assert not list(sandboxes.iterdir())
     assert _stragglers(str(sandboxes), exact=False) == []  # the kernels ran with -f <there>/...
 
