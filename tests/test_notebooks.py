@@ -89,6 +89,10 @@ def test_sanitize_hides_volatile_text_but_not_changed_numbers(tmp_path):
             " 12%|█▏        | 12/100 [00:00<00:07, 11.52it/s]\n",
         ),
         (
+            "print(' 45%|████▌     | 45/100 [00:01<00:01, 40.10it/s]')",
+            "four norms: 30 of 30 done\n",
+        ),
+        (
             "print('model', 'cfe60d382808484c8a6e34ebc777ee43')",
             "model 92fb7c2f8af6418cbaa5d84e76580283\n",
         ),
