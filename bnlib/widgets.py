@@ -732,7 +732,8 @@ class NormGroupExplorer(_PngWidget):
     """Pick a normalization (BN, LN, IN, GN) and GN's number of groups G: the cube of an
     (N, C, H, W) activation with the values that share one mean and variance highlighted (found
     from bnlib.functional's implementation, `bnlib.plots.shared_statistics`), and the statistics
-    themselves. All frames are rendered once, up front; a redraw swaps the image.
+    themselves. All frames are rendered once, up front; a redraw swaps the image. The G slider
+    is disabled unless GN is picked (BN, LN and IN have no groups).
     CSS classes: `bnlib-norm-groups`, `bnlib-norm-method`, `bnlib-slider-groups`,
     `bnlib-norm-figure`.
     """
@@ -759,14 +760,19 @@ class NormGroupExplorer(_PngWidget):
             options=self.GROUPS,
             value=2,
             description="G (GN)",
+            disabled=True,  # G only means something for GN: enabled when GN is picked
             continuous_update=False,
             style={"description_width": "6.5em"},
         ).add_class("bnlib-slider-groups")
         self.image = w.Image(value=self.render(), format="png").add_class("bnlib-norm-figure")
         self.image.layout.max_width = "100%"
-        self.method.observe(self._redraw, "value")
+        self.method.observe(self._on_method, "value")
         self.groups.observe(self._redraw, "value")
         self.widget = w.VBox([self.method, self.groups, self.image]).add_class("bnlib-norm-groups")
+
+    def _on_method(self, _=None):
+        self.groups.disabled = self.method.value != "GN"
+        self._redraw()
 
     def _key(self):
         method = self.method.value

@@ -1,4 +1,5 @@
-"""bnlib.widgets.bn_explorer: builds, redraws when a slider moves, agrees with the reference."""
+"""bnlib.widgets.bn_explorer: builds, redraws when a slider moves, agrees with the reference;
+NormGroupExplorer: its G slider is live for GN only."""
 
 import base64
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from bnlib import functional as F
-from bnlib.widgets import BATCH_SIZES, bn_explorer
+from bnlib.widgets import BATCH_SIZES, NormGroupExplorer, bn_explorer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY = "tiny spread (std 0.003)"
@@ -102,3 +103,18 @@ def test_seed_changes_the_samples():
 def test_set_rejects_unknown_sliders(explorer):
     with pytest.raises(ValueError, match="gamma"):
         explorer.set(gama=2.0)
+
+
+def test_groups_slider_is_enabled_for_gn_only():
+    """Lesson 5's explorer: G means something for GN only, so its slider is greyed out for BN, LN
+    and IN (moving it there would change nothing)."""
+    explorer = NormGroupExplorer()
+    assert explorer.method.value == "BN" and explorer.groups.disabled
+    explorer.method.value = "GN"
+    assert not explorer.groups.disabled
+    explorer.groups.value = 3
+    assert explorer.image.value == explorer.frames["GN", 3]
+    for method in ("LN", "IN", "BN"):
+        explorer.method.value = method
+        assert explorer.groups.disabled
+        assert explorer.image.value == explorer.frames[method, 2]
