@@ -11,12 +11,24 @@ Select another registered profile with `pytest --hypothesis-profile=NAME`.
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("bnlib", deadline=None, database=None, print_blob=True)
 settings.load_profile("bnlib")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `from claims import ...` in tests
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The digits as tensors, for the claims suites, on one torch thread as the lessons run."""
+    import torch
+
+    from bnlib.data import load_digits
+
+    torch.set_num_threads(1)
+    return load_digits(tensors=True)
 
 
 def pytest_terminal_summary(terminalreporter):

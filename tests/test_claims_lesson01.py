@@ -9,17 +9,9 @@ end of the pytest run.
 
 import numpy as np
 import pytest
-import torch
 from claims import SEEDS, record
 
-from bnlib.data import load_digits
 from bnlib.experiments import lesson01 as L
-
-
-@pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(1)
-    return load_digits(tensors=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,12 @@ asserted with a margin (the weakest seed is printed at the end of the pytest run
 
 import numpy as np
 import pytest
-import torch
 from claims import SEEDS, record
 
-from bnlib.data import load_digits
 from bnlib.experiments import lesson02 as L
 from bnlib.train import accuracy
 
 PLAIN, NO_GRAD, EVAL_ONCE, FROZEN = L.WAYS
-
-
-@pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(1)
-    return load_digits(tensors=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,8 @@ import pytest
 import torch
 from claims import SEEDS, record
 
-from bnlib.data import load_digits
 from bnlib.experiments import lesson03 as L
 from bnlib.train import accuracy
-
-
-@pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(1)
-    return load_digits(tensors=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,10 @@ run, and 20-35 points below their average on the mean over seeds 0-4.
 
 import numpy as np
 import pytest
-import torch
 from claims import SEEDS, record
 
-from bnlib.data import load_digits
 from bnlib.experiments import lesson04 as L
 from bnlib.plots import WU_HE_IMAGENET
-
-
-@pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(1)
-    return load_digits(tensors=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,14 @@ learning-rate scaling) and questions 2 and 3 (gradient ratios at initialization,
 
 import numpy as np
 import pytest
-import torch
 from claims import SEEDS, record
 
-from bnlib.data import load_digits
 from bnlib.experiments.lesson06 import (
     gradient_ratio,
     lr_runs,
     small_batch_accuracies,
     train_mode_answers,
 )
-
-
-@pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(1)
-    return load_digits(tensors=True)
 
 
 @pytest.fixture(scope="module")
