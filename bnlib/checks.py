@@ -793,8 +793,13 @@ def check_batchnorm_forward(batchnorm_forward) -> CheckResult:
     return _summary(label, outcomes, len(cases), {"out": FORWARD_MISTAKES})
 
 
-def _forward_case(fn, case, budget, label):
-    """Run one case; _Stop propagates, every other problem becomes the outcome's reason."""
+def _forward_case(fn, case, budget, label, reference=None, mistakes=None):
+    """Run one case; _Stop propagates, every other problem becomes the outcome's reason.
+
+    reference(case) and mistakes: the (N, D) forward's by default; the spatial task passes its own.
+    """
+    reference = reference or _reference_forward
+    mistakes = FORWARD_MISTAKES if mistakes is None else mistakes
     args = case.args()
     try:
         result = _call(fn, args, budget, label)
@@ -805,14 +810,14 @@ def _forward_case(fn, case, budget, label):
     modified = _modified(label, ("x", "gamma", "beta"), originals, args[:3])
     if modified:
         return _Outcome(case, modified)
-    want = _reference_forward(case)
+    want = reference(case)
     problem = _array_problem(out, "out", want.shape, want.dtype)
     if problem is None and outputs_match(out, want):
         return _Outcome(case)
     hints = []
     if isinstance(out, np.ndarray):
         args = (case.x, case.gamma, case.beta, case.eps_used)
-        hints = matching_mistakes(out, FORWARD_MISTAKES, *args, reference=want)
+        hints = matching_mistakes(out, mistakes, *args, reference=want)
     return _Outcome(case, problem or _mismatch("out", out, want), {"out": hints})
 
 
@@ -1095,25 +1100,14 @@ def check_spatial_batchnorm_forward(spatial_batchnorm_forward) -> CheckResult:
     cases = _spatial_cases()
 
     def run(case, budget):
-        args = case.args()
-        try:
-            result = _call(spatial_batchnorm_forward, args, budget, label)
-            out, _ = _unpack(result, ("out", "cache"), label)
-        except _CallError as e:
-            return _Outcome(case, str(e))
-        originals = (case.x, case.gamma, case.beta)
-        modified = _modified(label, ("x", "gamma", "beta"), originals, args[:3])
-        if modified:
-            return _Outcome(case, modified)
-        want = _reference_spatial(case)
-        problem = _array_problem(out, "out", want.shape, want.dtype)
-        if problem is None and outputs_match(out, want):
-            return _Outcome(case)
-        hints = []
-        if isinstance(out, np.ndarray):
-            ref_args = (case.x, case.gamma, case.beta, case.eps_used)
-            hints = matching_mistakes(out, SPATIAL_FORWARD_MISTAKES, *ref_args, reference=want)
-        return _Outcome(case, problem or _mismatch("out", out, want), {"out": hints})
+        return _forward_case(
+            spatial_batchnorm_forward,
+            case,
+            budget,
+            label,
+            _reference_spatial,
+            SPATIAL_FORWARD_MISTAKES,
+        )
 
     outcomes = _run_cases(run, cases)
     return _summary(label, outcomes, len(cases), {"out": SPATIAL_FORWARD_MISTAKES})
