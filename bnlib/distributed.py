@@ -31,6 +31,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 
 import torch
 import torch.distributed as dist
@@ -212,9 +213,20 @@ def _worker(rank, fn, world_size, out_dir, args):
     try:
         result = fn(rank, world_size, *args)
         dist.barrier()
+        torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        # NB: leave gloo only once every process is out of the barrier: a process that tears its
+        # connections down while a peer still finishes the barrier makes that peer abort.
+        _wait_for_files(out_dir, [f"{r}.pt" for r in range(world_size)])
     finally:
         dist.destroy_process_group()
-    torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+
+
+def _wait_for_files(folder, names, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not all(os.path.exists(os.path.join(folder, n)) for n in names):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run_on_processes: the other processes did not finish: {names}")
+        time.sleep(0.01)
 
 
 def run_on_processes(fn, world_size, *args):
@@ -225,7 +237,8 @@ def run_on_processes(fn, world_size, *args):
     each; launches running at the same time share nothing, no port either). Results travel back
     through torch.save, so tensors, numbers and dicts of them are fine. NB: fn must be importable
     (defined in a module, e.g. bnlib.distributed.sync_bn_step), not in a notebook cell: spawned
-    processes find it by its module and name. An exception in any process is raised here.
+    processes find it by its module and name. An exception in any process is raised here; a
+    launch whose process was killed by a signal is run once more, then that is raised too.
     """
     import torch.multiprocessing as mp
 
@@ -239,17 +252,25 @@ def run_on_processes(fn, world_size, *args):
             "level of an importable module (spawned processes import it by name), not in a "
             "notebook cell, a script's __main__ or another function"
         )
-    with tempfile.TemporaryDirectory(prefix="bnlib-dist-") as out_dir:
-        mp.spawn(
-            _worker,
-            args=(fn, world_size, out_dir, args),
-            nprocs=world_size,
-            join=True,
-        )
-        return [
-            torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=False)
-            for r in range(world_size)
-        ]
+    for attempt in range(2):
+        with tempfile.TemporaryDirectory(prefix="bnlib-dist-") as out_dir:
+            try:
+                mp.spawn(
+                    _worker,
+                    args=(fn, world_size, out_dir, args),
+                    nprocs=world_size,
+                    join=True,
+                )
+            except mp.ProcessExitedException:
+                # killed by a signal (gloo aborts its process on a lost connection), not an
+                # exception of fn's (that is ProcessRaisedException, raised at once): once more
+                if attempt:
+                    raise
+                continue
+            return [
+                torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=False)
+                for r in range(world_size)
+            ]
 
 
 # --- functions to run on the processes (importable, so spawn can find them) ----------------------
