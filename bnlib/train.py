@@ -48,6 +48,12 @@ def norm_layer(kind, num_features, *, dims=1, num_groups=4):
     return nn.InstanceNorm2d(num_features, affine=True)
 
 
+def _cancels_bias(kind):
+    """True for the norms that subtract a per-channel mean over the batch or the positions (BN,
+    IN): a bias in the layer before them is removed exactly, so that layer should not have one."""
+    return kind in ("bn", "in")
+
+
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
@@ -55,7 +61,10 @@ def mlp(widths=(64, 100, 100, 10), norm="none", activation="relu"):
     """Linear -> norm -> activation blocks, then a final Linear to the logits.
 
     widths: (D_in, hidden..., K). norm: a kind of `norm_layer` (dims=1), applied before each
-    activation, as in Ioffe & Szegedy 2015 (BN on Wu + b, before the nonlinearity).
+    activation, as in Ioffe & Szegedy 2015 (§3.2: BN on Wu, before the nonlinearity). A layer
+    followed by BN has no bias: BN subtracts the batch mean, which removes any per-feature bias,
+    and its beta takes the bias's place (lesson 1, §5). LN and GN keep the bias: they subtract a
+    mean over the features of one sample, which does not remove a per-feature bias.
     """
     if activation not in _ACTIVATIONS:
         raise ValueError(
@@ -65,20 +74,26 @@ def mlp(widths=(64, 100, 100, 10), norm="none", activation="relu"):
         raise ValueError(f"mlp: widths needs at least (D_in, K), got {widths!r}")
     layers = []
     for d_in, d_out in zip(widths[:-2], widths[1:-1], strict=True):
-        layers += [nn.Linear(d_in, d_out), norm_layer(norm, d_out), _ACTIVATIONS[activation]()]
+        layers += [
+            nn.Linear(d_in, d_out, bias=not _cancels_bias(norm)),
+            norm_layer(norm, d_out),
+            _ACTIVATIONS[activation](),
+        ]
     layers.append(nn.Linear(widths[-2], widths[-1]))
     return nn.Sequential(*layers)
 
 
 def small_cnn(norm="none", channels=(16, 32), num_groups=4, num_classes=10):
     """Two 3x3 conv blocks (conv -> norm -> ReLU, the second followed by 2x2 max-pool) and a
-    linear classifier, for (N, 1, 8, 8) digits. About 10k parameters."""
+    linear classifier, for (N, 1, 8, 8) digits. About 10k parameters. Convolutions followed by BN
+    or IN have no bias (both subtract a per-channel mean, which removes it; see `mlp`)."""
     c1, c2 = channels
+    bias = not _cancels_bias(norm)
     return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1),
+        nn.Conv2d(1, c1, 3, padding=1, bias=bias),
         norm_layer(norm, c1, dims=2, num_groups=num_groups),
         nn.ReLU(),
-        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=bias),
         norm_layer(norm, c2, dims=2, num_groups=num_groups),
         nn.ReLU(),
         nn.MaxPool2d(2),  # (N, c2, 4, 4)

@@ -131,7 +131,7 @@ def test_s3e_frozen_bn_beats_plain_fine_tuning(fine_tuned):
 def test_s3e_frozen_bn_keeps_the_pretrained_accuracy(fine_tuned):
     pretrained, runs = fine_tuned
     changes = [abs(r.acc - pretrained[s]) for s, r in zip(SEEDS, runs[FROZEN], strict=True)]
-    record("lesson 2 §3e", "|freeze_batchnorm - pretrained| accuracy", changes, 0.03, above=False)
+    record("lesson 2 §3e", "|freeze_batchnorm - pretrained| accuracy", changes, 0.05, above=False)
 
 
 def test_s3e_recalibration_does_not_rescue_plain_fine_tuning(fine_tuned):

@@ -103,7 +103,8 @@ def gradient_ratio(data, seed=0, *, depth, activation, norm, batch=128):
     if activation == "relu":
         for layer in linears:  # He init: variance 2 / fan_in, zero bias
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:  # only the last layer has one with BN
+                nn.init.zeros_(layer.bias)
     model.train()
     x, y = data[0][:batch], data[1][:batch]
     nn.functional.cross_entropy(model(x), y).backward()
