@@ -14,8 +14,9 @@ Modules, one idea each:
 - plots: the course's matplotlib style and plot helpers
 - widgets: interactive ipywidgets explorers for the lessons
 - quiz: self-check questions (multiple choice, numeric) with feedback
-- checks: the exercise checks (friendly pass/fail, diagnoses common mistakes)
-- assign, grade, cli: the `bnlib` command (make exercises from solutions, grade a class folder)
+- checks: the exercise checks (friendly pass/fail, diagnoses common mistakes), the front of
+  grading/: the check engine, the exercises as data, and `bnlib assign` / `bnlib grade`
+- cli: the `bnlib` command (make exercises from solutions, grade a class folder)
 - slides: build offline reveal.js decks of the lessons
 """
 

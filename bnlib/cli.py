@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from bnlib.grade import DEFAULT_TIMEOUT
+from bnlib.grading.grade import DEFAULT_TIMEOUT
 
 __all__ = ["main"]
 
@@ -94,12 +94,18 @@ def main(argv=None):
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "assign":
-        from bnlib.assign import assign
+        from bnlib.grading.assign import assign
 
         return assign(args.solutions, args.exercises, check=args.check, force=args.force)
 
-    from bnlib import checks
-    from bnlib.grade import class_summary, find_notebooks, format_csv, format_report, grade_all
+    from bnlib.grading.grade import (
+        TASKS,
+        class_summary,
+        find_notebooks,
+        format_csv,
+        format_report,
+        grade_all,
+    )
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     if timeout <= 0:
@@ -108,8 +114,8 @@ def main(argv=None):
     if args.jobs is not None and args.jobs < 1:
         print("bnlib grade: --jobs must be at least 1", file=sys.stderr)
         return 2
-    if args.exercise is not None and args.exercise not in checks.TASKS:
-        known = ", ".join(sorted(checks.TASKS))
+    if args.exercise is not None and args.exercise not in TASKS:
+        known = ", ".join(sorted(TASKS))
         print(f"bnlib grade: unknown --exercise {args.exercise!r}; known: {known}", file=sys.stderr)
         return 2
     notebooks = find_notebooks(args.paths)

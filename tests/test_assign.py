@@ -10,10 +10,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from bnlib.assign import PLACEHOLDER, AssignError, assign, cells_hash, strip_solutions
-from bnlib.checks import TASKS
 from bnlib.cli import main
-from bnlib.grade import POLICY
+from bnlib.grading.assign import PLACEHOLDER, AssignError, assign, cells_hash, strip_solutions
+from bnlib.grading.grade import POLICY, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 

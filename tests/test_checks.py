@@ -3,23 +3,22 @@
 import threading
 import time
 import warnings
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bnlib import checks
 from bnlib.checks import (
-    TASKS,
     CheckResult,
-    Mistake,
     check_batchnorm_backward,
     check_batchnorm_forward,
     check_spatial_batchnorm_backward,
     check_spatial_batchnorm_forward,
-    matching_mistakes,
-    outputs_match,
-    run_tasks,
 )
+from bnlib.grading import engine
+from bnlib.grading.engine import Mistake, matching_mistakes, outputs_match, run_tasks
+from bnlib.grading.exercises import TASKS, ex01
 
 # --- right implementations, written here independently of bnlib ----------------------------------
 
@@ -355,7 +354,7 @@ def test_a_function_that_never_returns_fails_within_the_time_limit():
     finally:
         stop.set()
     elapsed = time.monotonic() - start
-    assert checks.CALL_TIMEOUT == 10.0
+    assert engine.CALL_TIMEOUT == 10.0
     assert elapsed < 12.0
     assert not result.passed and result.score == 0.0
     assert "did not return within 10 s" in result.feedback
@@ -363,8 +362,8 @@ def test_a_function_that_never_returns_fails_within_the_time_limit():
 
 
 def test_a_slow_function_is_stopped_by_the_checks_total_time(monkeypatch):
-    monkeypatch.setattr(checks, "CALL_TIMEOUT", 0.5)
-    monkeypatch.setattr(checks, "CHECK_TIMEOUT", 1.0)
+    monkeypatch.setattr(engine, "CALL_TIMEOUT", 0.5)
+    monkeypatch.setattr(engine, "CHECK_TIMEOUT", 1.0)
 
     def slow(x, gamma, beta, eps=1e-5):
         time.sleep(0.3)
@@ -378,7 +377,7 @@ def test_a_slow_function_is_stopped_by_the_checks_total_time(monkeypatch):
 
 
 def test_a_bug_in_a_check_becomes_a_failing_result(monkeypatch):
-    monkeypatch.setattr(checks, "_forward_cases", lambda: 1 / 0)
+    monkeypatch.setattr(ex01, "FORWARD", replace(ex01.FORWARD, cases=lambda: 1 / 0))
     result = check_batchnorm_forward(forward)
     assert not result.passed and "the check itself failed (ZeroDivisionError" in result.feedback
 
@@ -442,13 +441,13 @@ def test_ex01_tasks_run_against_a_namespace():
         "spatial_batchnorm_forward": spatial_forward,
         "spatial_batchnorm_backward": spatial_backward,
     }
-    results = run_tasks("ex01_forward_backward", namespace)
+    results = run_tasks(TASKS["ex01_forward_backward"], namespace)
     assert [name for name, _ in results] == names
     assert all(r.passed for _, r in results)
 
     del namespace["batchnorm_backward"]
     namespace["batchnorm_backward_alt"] = BACKWARD_BUGS["variance term is missing"]
-    results = dict(run_tasks("ex01_forward_backward", namespace))
+    results = dict(run_tasks(TASKS["ex01_forward_backward"], namespace))
     assert results["batchnorm_forward"].passed
     assert results["batchnorm_backward"].feedback.startswith("batchnorm_backward is not defined")
     assert results["batchnorm_backward_alt"].feedback.startswith("batchnorm_backward_alt: ")
@@ -456,10 +455,9 @@ def test_ex01_tasks_run_against_a_namespace():
 
 
 def test_run_tasks_survives_a_broken_task(monkeypatch):
-    broken = checks.Task("broken", (), lambda ns: 1 / 0)
-    not_a_result = checks.Task("odd", (), lambda ns: "yes")
-    monkeypatch.setitem(TASKS, "ex_test", [broken, not_a_result])
-    (_, r1), (_, r2) = run_tasks("ex_test", {})
+    broken = SimpleNamespace(name="broken", run=lambda ns: 1 / 0)
+    not_a_result = SimpleNamespace(name="odd", run=lambda ns: "yes")
+    (_, r1), (_, r2) = run_tasks([broken, not_a_result], {})
     assert not r1.passed and "ZeroDivisionError" in r1.feedback
     assert not r2.passed and "returned str" in r2.feedback
 
@@ -550,7 +548,7 @@ def test_spatial_right_implementations_pass_fixed_and_hidden_cases():
                 check_spatial_batchnorm_backward(spatial_forward, spatial_backward),
             ]
         else:
-            with checks.hidden_cases(secret):
+            with engine.hidden_cases(secret):
                 results = [
                     check_spatial_batchnorm_forward(spatial_forward),
                     check_spatial_batchnorm_backward(spatial_forward, spatial_backward),
@@ -669,3 +667,51 @@ def test_spatial_checks_fail_cleanly_on_broken_code():
         assert not result.passed and words in result.feedback, result.feedback
         result = check_spatial_batchnorm_backward(spatial_forward, bad)
         assert not result.passed and words in result.feedback, result.feedback
+
+
+# --- translatable: every text of the feedback goes through bnlib.i18n ----------------------------
+
+
+def test_the_feedback_is_built_from_translated_messages(monkeypatch):
+    from bnlib import i18n
+    from bnlib.grading.exercises.ex01 import FORWARD_MISTAKES
+
+    unbiased = FORWARD_MISTAKES[2].hint  # a module-level hint, marked N_, translated when shown
+    fake = {
+        "FAIL": "未通過",
+        "{label}: all {total} hidden cases failed": "{label}：{total} 個隱藏案例都未通過",
+        "Likely mistake:": "可能的錯誤：",
+        unbiased: "用了不偏變異數",
+        "basic, N=8, D=5": "基本，N=8，D=5",
+        "First failing case ({case}): {reason}": "第一個未通過的案例（{case}）：{reason}",
+    }
+    monkeypatch.setattr(i18n, "_translations", lambda language: fake if language == "zh-TW" else {})
+    monkeypatch.setattr(i18n, "_default", "en")
+    i18n.set_language("zh-TW")
+    try:
+        result = check_batchnorm_forward(_with_cache(FORWARD_BUGS["unbiased variance"]))
+        text, html = str(result), result._repr_html_()  # the verdict is translated when shown
+    finally:
+        i18n.set_language("en")
+    assert text.startswith("未通過") and str(result).startswith("FAIL")
+    assert result.feedback.startswith("batchnorm_forward：6 個隱藏案例都未通過.")
+    assert "可能的錯誤： 用了不偏變異數" in result.feedback
+    assert "第一個未通過的案例（基本，N=8，D=5）" in result.feedback
+    assert "<strong>可能的錯誤：</strong>" in html  # the HTML finds the translated parts too
+    assert check_batchnorm_forward(forward).feedback.startswith("forward: all 6")  # English again
+
+
+def test_a_task_scores_out_of_its_points():
+    def one_pass(x, gamma, beta, eps=1e-5):  # fails the large-offset case only
+        mu = x.mean(axis=0)
+        return gamma * (x - mu) / np.sqrt((x**2).mean(axis=0) - mu**2 + eps) + beta, None
+
+    task = replace(ex01.FORWARD, points=2.0)
+    partial, full = engine.check(task, one_pass), engine.check(task, forward)
+    assert partial.max_score == full.max_score == 2.0
+    assert partial.score == pytest.approx(2.0 * 5 / 6) and not partial.passed
+    assert full.score == 2.0 and full.passed
+    missing = task.run({})
+    assert (
+        missing.max_score == 2.0 and missing.score == 0.0 and "is not defined" in missing.feedback
+    )

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bnlib import checks
+from bnlib.grading.grade import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("ex*.ipynb"))
+
+
+def _points(name):
+    return sum(getattr(t, "points", 1.0) for t in TASKS[Path(name).stem])
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,7 @@ def test_every_solution_has_an_exercise_and_tasks():
     assert SOLUTIONS, "no solutions/ex*.ipynb"
     for path in SOLUTIONS:
         assert (ROOT / "exercises" / path.name).exists(), f"{path.name}: run bnlib assign"
-        assert checks.TASKS.get(path.stem), f"{path.stem}: no tasks in bnlib.checks.TASKS"
+        assert TASKS.get(path.stem), f"{path.stem}: no tasks in bnlib.TASKS"
 
 
 @pytest.mark.parametrize("name", [p.name for p in SOLUTIONS])
@@ -42,13 +46,13 @@ def test_the_solution_gets_full_marks(graded, name):
     assert "error" not in result, result
     failed = [t for t in result["tasks"] if not t["passed"]]
     assert not failed, failed
-    assert result["score"] == result["max_score"] == len(checks.TASKS[Path(name).stem])
+    assert result["score"] == result["max_score"] == _points(name)
 
 
 @pytest.mark.parametrize("name", [p.name for p in SOLUTIONS])
 def test_the_untouched_exercise_gets_zero_with_a_reason_per_task(graded, name):
     result = graded[f"exercises/{name}"]
     assert "error" not in result, result
-    assert result["score"] == 0 and result["max_score"] == len(checks.TASKS[Path(name).stem])
+    assert result["score"] == 0 and result["max_score"] == _points(name)
     for t in result["tasks"]:
         assert not t["passed"] and t["feedback"].strip(), t

@@ -21,9 +21,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from bnlib import cli, grade
-from bnlib import grade as grading
-from bnlib.grade import (
+from bnlib import cli
+from bnlib.grading import grade, sandbox
+from bnlib.grading import grade as grading
+from bnlib.grading.grade import (
     class_summary,
     exercise_id,
     find_notebooks,
@@ -31,7 +32,6 @@ from bnlib.grade import (
     format_report,
     grade_notebook,
 )
-from bnlib.grading import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "ex01_forward_backward.ipynb"
@@ -153,10 +153,11 @@ for _victim in {victims!r}:
 
 # answers for the notebook's own (fixed) check cases, looked up: the graded cases are others
 LOOKUP = """\
-from bnlib import checks, functional as BF
+from bnlib import functional as BF
+from bnlib.grading.exercises import ex01
 _table = {
     c.x.tobytes(): BF.batch_norm(c.x, None, None, c.gamma, c.beta, training=True, eps=c.eps_used)
-    for c in checks._forward_cases()
+    for c in ex01.forward_cases()
 }
 def batchnorm_forward(x, gamma, beta, eps=1e-5):
     return _table[x.tobytes()], None
@@ -454,15 +455,16 @@ def test_the_attacks_fail_for_the_reasons_expected(class_run):
 
 
 def test_hidden_cases_differ_from_the_fixed_ones_and_from_each_other():
-    from bnlib import checks
+    from bnlib.grading.engine import case_seed, hidden_cases
+    from bnlib.grading.exercises.ex01 import forward_cases
 
-    fixed = [c.x for c in checks._forward_cases()]
-    with checks.hidden_cases(1):
-        one = [c.x for c in checks._forward_cases()]
-        assert checks._case_seed(0) != 0
-    with checks.hidden_cases(2):
-        two = [c.x for c in checks._forward_cases()]
-    assert [c.x.tobytes() for c in checks._forward_cases()] == [x.tobytes() for x in fixed]
+    fixed = [c.x for c in forward_cases()]
+    with hidden_cases(1):
+        one = [c.x for c in forward_cases()]
+        assert case_seed(0) != 0
+    with hidden_cases(2):
+        two = [c.x for c in forward_cases()]
+    assert [c.x.tobytes() for c in forward_cases()] == [x.tobytes() for x in fixed]
     for a, b, c in zip(fixed, one, two, strict=True):
         assert a.shape == b.shape == c.shape  # the same kinds of case ...
         assert not (a == b).all() and not (b == c).all()  # ... with other numbers

@@ -1,7 +1,7 @@
 """Checks of exercise 3 (inside training): per-layer percentiles recorded with forward hooks, and
 the noisy batch norm of Santurkar et al.
 
-Built on bnlib.checks' machinery: hidden cases, named likely mistakes, never raises.
+Tasks of the check engine (bnlib.grading.engine): cases, float64 references, mistake catalogues.
 Shape legend: N batch, D features (units), Q percentiles.
 References: torch.nn.Module.register_forward_hook; Ioffe & Szegedy 2015, Fig. 1 (b, c);
 Santurkar et al. 2018, arXiv 1805.11604, §2.1 ("noisy" BN).
@@ -14,36 +14,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlib.checks import (
+from bnlib.grading.engine import (
+    CallError,
     CheckResult,
+    EpsCase,
     Mistake,
-    _array_problem,
-    _Budget,
-    _call,
-    _CallError,
-    _case_rng,
-    _case_seed,
-    _EpsCase,
-    _guarded,
-    _label,
-    _mismatch,
-    _modified,
-    _not_callable,
-    _Outcome,
-    _run_cases,
-    _Stop,
-    _summary,
-    _type_name,
-    _xhat,
-    matching_mistakes,
+    Outcome,
+    Task,
+    call,
+    case_rng,
+    case_seed,
+    check,
+    mismatch,
     outputs_match,
-    task,
+    type_name,
 )
+from bnlib.grading.exercises.ex01 import normalized
+from bnlib.i18n import N_, _
 
-# NB: torch is imported inside the functions: `import bnlib.checks` (module 1, numpy only) must
-# stay fast.
+# NB: torch is imported inside the functions: `import bnlib.checks` (module 1, numpy only)
+# must stay fast.
 
 __all__ = [
+    "EXERCISE",
+    "LAYER_PERCENTILES",
+    "NOISY_BN",
+    "TASKS",
     "NOISY_BN_MISTAKES",
     "PERCENTILE_MISTAKES",
     "check_layer_percentiles",
@@ -51,6 +47,7 @@ __all__ = [
     "noisy_bn_reference",
 ]
 
+EXERCISE = "ex03_inside_training"
 PCT_RTOL = 1e-4  # the model runs in float32; a float64 percentile of it agrees to ~1e-6
 
 
@@ -81,12 +78,12 @@ def _model_cases():
     import torch
 
     def sigmoid_eval():
-        torch.manual_seed(_case_seed(3))
+        torch.manual_seed(case_seed(3))
         model = _mlp((12, 16, 8, 4), "Sigmoid").eval()
         return model, torch.randn(40, 12) * 2 + 1, None
 
     def bn_tanh_eval():
-        torch.manual_seed(_case_seed(4))
+        torch.manual_seed(case_seed(4))
         model = _mlp((10, 12, 12, 3), "Tanh", norm=True)
         with torch.no_grad():
             for _ in range(5):  # running statistics that differ from the defaults
@@ -94,28 +91,28 @@ def _model_cases():
         return model.eval(), torch.randn(25, 10) * 3 + 2, None
 
     def relu_nested_q():
-        torch.manual_seed(_case_seed(5))
+        torch.manual_seed(case_seed(5))
         model = _mlp((8, 20, 6, 2), "ReLU", nested=True).eval()
         return model, torch.randn(33, 8), (5, 25, 50, 75, 95)
 
     def bn_train_mode():
-        torch.manual_seed(_case_seed(6))
+        torch.manual_seed(case_seed(6))
         return _mlp((6, 9, 5), "ReLU", norm=True).train(), torch.randn(7, 6) - 3, (10, 90)
 
     return [
-        _ModelCase("a sigmoid MLP in eval mode, default q", "sigmoid", sigmoid_eval),
-        _ModelCase("a tanh MLP with BN, eval mode", "BN + tanh", bn_tanh_eval),
+        _ModelCase(N_("a sigmoid MLP in eval mode, default q"), N_("sigmoid"), sigmoid_eval),
+        _ModelCase(N_("a tanh MLP with BN, eval mode"), N_("BN + tanh"), bn_tanh_eval),
         _ModelCase(
-            "a ReLU MLP with nested blocks, q=(5, 25, 50, 75, 95)",
-            "nested, 5 percentiles",
+            N_("a ReLU MLP with nested blocks, q=(5, 25, 50, 75, 95)"),
+            N_("nested, 5 percentiles"),
             relu_nested_q,
-            hint="use the q argument, and the names model.named_modules() gives (e.g. '0.1')",
+            hint=N_("use the q argument, and the names model.named_modules() gives (e.g. '0.1')"),
         ),
         _ModelCase(
-            "a ReLU MLP with BN left in train mode, q=(10, 90)",
-            "train mode",
+            N_("a ReLU MLP with BN left in train mode, q=(10, 90)"),
+            N_("train mode"),
             bn_train_mode,
-            hint="leave the model's mode as it is (BN then uses the batch statistics)",
+            hint=N_("leave the model's mode as it is (BN then uses the batch statistics)"),
         ),
     ]
 
@@ -131,19 +128,21 @@ def _raw(model, x, what):
     return {n: v[-1] for n, v in rec.records.items()}
 
 
-_OUTPUT = (
+_OUTPUT = N_(
     "the hooks recorded the nonlinearity's output: a forward hook gets (module, inputs, output); "
     "the input is inputs[0]"
 )
-_PER_SAMPLE = "percentiles per sample (axis 1): take them over the batch, axis 0, one per unit"
-_WHOLE = "one set of percentiles for the whole layer: take them per unit, over the batch (axis 0)"
-_FRACTIONS = (
+_PER_SAMPLE = N_("percentiles per sample (axis 1): take them over the batch, axis 0, one per unit")
+_WHOLE = N_(
+    "one set of percentiles for the whole layer: take them per unit, over the batch (axis 0)"
+)
+_FRACTIONS = N_(
     "q was used as fractions: np.percentile takes 0..100 (torch.quantile takes 0..1, so divide "
     "by 100 there)"
 )
-_TRANSPOSED = "the result is transposed: return shape (len(q), D), percentiles first"
+_TRANSPOSED = N_("the result is transposed: return shape (len(q), D), percentiles first")
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-_BUFFERS = (
+_BUFFERS = N_(
     "the probe changed BN's running statistics: a forward pass in train mode updates "
     "running_mean, running_var and num_batches_tracked, even under torch.no_grad(); save the "
     "buffers before the forward pass and copy them back after it (a probe must not change the "
@@ -186,11 +185,12 @@ def _as_array(value):
     return value
 
 
-def _percentile_case(fn, case, budget, label):
+def _percentile_case(task, functions, case, budget, labels):
     import torch
 
     from bnlib.hooks import layer_percentiles
 
+    fn, label = functions[-1], labels[-1]
     model, x, q = case.build()
     reference = layer_percentiles(copy.deepcopy(model), x, q=q or (15, 50, 85))
     args = (model, x) if q is None else (model, x, q)
@@ -198,45 +198,59 @@ def _percentile_case(fn, case, budget, label):
     was_training = model.training
     x_before = x.clone()
     try:
-        got = _call(fn, args, budget, label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
+        got = call(fn, args, budget, label)
+    except CallError as e:
+        return Outcome(case, str(e))
     if _hooks_left(model):
-        return _Outcome(
+        return Outcome(
             case,
-            f"{label} left {_hooks_left(model)} hook(s) on the model: keep the handles that "
-            "register_forward_hook returns and call handle.remove() (in a finally: or a with "
-            "block), or every later forward pass keeps recording",
+            _(
+                "{label} left {n} hook(s) on the model: keep the handles that "
+                "register_forward_hook returns and call handle.remove() (in a finally: or a with "
+                "block), or every later forward pass keeps recording"
+            ).format(label=label, n=_hooks_left(model)),
         )
     if model.training != was_training:
-        return _Outcome(case, f"{label} changed the model's mode; leave train()/eval() as it was")
+        return Outcome(
+            case,
+            _("{label} changed the model's mode; leave train()/eval() as it was").format(
+                label=label
+            ),
+        )
     if not torch.equal(x, x_before):
-        return _Outcome(case, f"{label} modified its argument x in place")
+        return Outcome(case, _("{label} modified its argument x in place").format(label=label))
     for k, v in model.state_dict().items():
         if not torch.equal(v, state[k]):
+            reason = _("{label} changed the model's {name}").format(label=label, name=k)
             if k.rsplit(".", 1)[-1] in _BN_BUFFERS:
-                return _Outcome(
-                    case, f"{label} changed the model's {k}", {"percentiles": [_BUFFERS]}
-                )
-            return _Outcome(case, f"{label} changed the model's {k}")
+                return Outcome(case, reason, {"percentiles": [_BUFFERS]})
+            return Outcome(case, reason)
     if got is None:
-        return _Outcome(case, f"{label} returned None: expected a dict; is a `return` missing?")
+        return Outcome(
+            case,
+            _("{label} returned None: expected a dict; is a `return` missing?").format(label=label),
+        )
     if not isinstance(got, dict):
-        return _Outcome(
-            case, f"{label} returned {_type_name(got)}: expected a dict {{name: array}}"
+        return Outcome(
+            case,
+            _("{label} returned {type}: expected a dict {{name: array}}").format(
+                label=label, type=type_name(got)
+            ),
         )
     missing = [n for n in reference if n not in got]
     extra = [n for n in got if n not in reference]
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing {missing}")
+            parts.append(_("missing {names}").format(names=missing))
         if extra:
-            parts.append(f"unexpected {extra}")
-        return _Outcome(
+            parts.append(_("unexpected {names}").format(names=extra))
+        return Outcome(
             case,
-            f"the keys should be the names of the nonlinearities (Sigmoid, Tanh, ReLU) from "
-            f"model.named_modules(), {list(reference)}: {'; '.join(parts)}",
+            _(
+                "the keys should be the names of the nonlinearities (Sigmoid, Tanh, ReLU) from "
+                "model.named_modules(), {names}: {problems}"
+            ).format(names=list(reference), problems="; ".join(parts)),
         )
     mistakes = _pct_mistakes(model.eval() if not was_training else model, x, q or (15, 50, 85))
     model.train(was_training)
@@ -244,7 +258,9 @@ def _percentile_case(fn, case, budget, label):
         value = _as_array(got[name])
         problem = None
         if not isinstance(value, np.ndarray):
-            problem = f"[{name!r}] is a {_type_name(value)}, expected a numpy array"
+            problem = _("{name} is a {type}, expected a numpy array").format(
+                name=f"[{name!r}]", type=type_name(value)
+            )
         if problem is None and outputs_match(value, want, rtol=PCT_RTOL, atol=1e-6):
             continue
         hints = [
@@ -253,16 +269,26 @@ def _percentile_case(fn, case, budget, label):
             if isinstance(value, np.ndarray) and outputs_match(value, wrong[name], rtol=PCT_RTOL)
         ]
         if problem is None and value.shape != want.shape:
-            problem = f"[{name!r}] has shape {value.shape}, expected {want.shape} (len(q), D)"
-        return _Outcome(
+            problem = _("{name} has shape {shape}, expected {expected} (len(q), D)").format(
+                name=f"[{name!r}]", shape=value.shape, expected=want.shape
+            )
+        return Outcome(
             case,
-            problem or _mismatch(f"[{name!r}]", value, want, float32_note=False),
+            problem or mismatch(f"[{name!r}]", value, want, float32_note=False),
             {"percentiles": hints},
         )
-    return _Outcome(case)
+    return Outcome(case)
 
 
-@_guarded
+LAYER_PERCENTILES = Task(
+    "layer_percentiles",
+    needs=("layer_percentiles",),
+    cases=_model_cases,
+    run_case=_percentile_case,
+    mistakes={"percentiles": PERCENTILE_MISTAKES},
+)
+
+
 def check_layer_percentiles(layer_percentiles) -> CheckResult:
     """Check `layer_percentiles(model, x, q=(15, 50, 85)) -> {name: (Q, D) array}`.
 
@@ -272,12 +298,7 @@ def check_layer_percentiles(layer_percentiles) -> CheckResult:
     running statistics, even in train mode) untouched.
     Compared with bnlib.hooks.layer_percentiles on hidden models.
     """
-    label = _label(layer_percentiles, "layer_percentiles")
-    if not callable(layer_percentiles):
-        return _not_callable("layer_percentiles", layer_percentiles)
-    cases = _model_cases()
-    outcomes = _run_cases(lambda c, b: _percentile_case(layer_percentiles, c, b, label), cases)
-    return _summary(label, outcomes, len(cases), {"percentiles": PERCENTILE_MISTAKES})
+    return check(LAYER_PERCENTILES, layer_percentiles)
 
 
 # --- task 2: noisy batch norm --------------------------------------------------------------------
@@ -289,46 +310,52 @@ def noisy_bn_reference(x, gamma, beta, scale, shift, eps=1e-5):
     The arguments in the formula's order. x: (N, D); gamma, beta, scale, shift: (D,).
     Santurkar et al. 2018, §2.1 (a variant: one scale and shift per unit, shared by the batch).
     """
-    return (gamma * _xhat(x, eps) + beta) * scale + shift
+    return (gamma * normalized(x, eps) + beta) * scale + shift
 
 
 NOISY_BN_MISTAKES = [
     Mistake(
-        "this is plain BN: the noise is missing, or it was added before normalizing (BN then "
-        "removes it again); apply it to BN's output: (gamma * xhat + beta) * scale + shift",
-        lambda x, g, b, s, m, eps: g * _xhat(x, eps) + b,
+        N_(
+            "this is plain BN: the noise is missing, or it was added before normalizing (BN then "
+            "removes it again); apply it to BN's output: (gamma * xhat + beta) * scale + shift"
+        ),
+        lambda x, g, b, s, m, eps: g * normalized(x, eps) + b,
     ),
     Mistake(
-        "scale and shift swapped (the arguments are x, gamma, beta, scale, shift, in the "
-        "formula's order): multiply by scale, then add shift",
-        lambda x, g, b, s, m, eps: (g * _xhat(x, eps) + b) * m + s,
+        N_(
+            "scale and shift swapped (the arguments are x, gamma, beta, scale, shift, in the "
+            "formula's order): multiply by scale, then add shift"
+        ),
+        lambda x, g, b, s, m, eps: (g * normalized(x, eps) + b) * m + s,
     ),
     Mistake(
-        "shifted before scaling: (y + shift) * scale; scale BN's output first, then add shift",
-        lambda x, g, b, s, m, eps: (g * _xhat(x, eps) + b + m) * s,
+        N_("shifted before scaling: (y + shift) * scale; scale BN's output first, then add shift"),
+        lambda x, g, b, s, m, eps: (g * normalized(x, eps) + b + m) * s,
     ),
     Mistake(
-        "the noise went on xhat, before gamma and beta: apply it to BN's output "
-        "y = gamma * xhat + beta",
-        lambda x, g, b, s, m, eps: g * (_xhat(x, eps) * s + m) + b,
+        N_(
+            "the noise went on xhat, before gamma and beta: apply it to BN's output "
+            "y = gamma * xhat + beta"
+        ),
+        lambda x, g, b, s, m, eps: g * (normalized(x, eps) * s + m) + b,
     ),
     Mistake(
-        "unbiased variance (N - 1): BN normalizes with the biased one, mean((x - mu)**2)",
-        lambda x, g, b, s, m, eps: (g * _xhat(x, eps, ddof=1) + b) * s + m,
+        N_("unbiased variance (N - 1): BN normalizes with the biased one, mean((x - mu)**2)"),
+        lambda x, g, b, s, m, eps: (g * normalized(x, eps, ddof=1) + b) * s + m,
     ),
     Mistake(
-        "eps outside the square root: divide by sqrt(var + eps)",
-        lambda x, g, b, s, m, eps: (g * _xhat(x, eps, eps_inside=False) + b) * s + m,
+        N_("eps outside the square root: divide by sqrt(var + eps)"),
+        lambda x, g, b, s, m, eps: (g * normalized(x, eps, eps_inside=False) + b) * s + m,
     ),
     Mistake(
-        "the eps argument is ignored (a fixed 1e-5 is used whatever eps is passed)",
-        lambda x, g, b, s, m, eps: (g * _xhat(x, 1e-5) + b) * s + m,
+        N_("the eps argument is ignored (a fixed 1e-5 is used whatever eps is passed)"),
+        lambda x, g, b, s, m, eps: (g * normalized(x, 1e-5) + b) * s + m,
     ),
 ]
 
 
 @dataclass(frozen=True)
-class _NoisyCase(_EpsCase):
+class _NoisyCase(EpsCase):
     name: str
     short: str
     arrays: tuple  # x, gamma, beta, scale, shift
@@ -339,9 +366,12 @@ class _NoisyCase(_EpsCase):
         args = [a.copy() for a in self.arrays]
         return args if self.eps is None else [*args, self.eps]
 
+    def ref_args(self):
+        return (*self.arrays, self.eps_used)
+
 
 def _noisy_cases():
-    rng = _case_rng(18051160)  # Santurkar et al.'s arXiv number
+    rng = case_rng(18051160)  # Santurkar et al.'s arXiv number
 
     def case(name, short, x, eps=None, hint=""):
         D = x.shape[1]
@@ -352,74 +382,41 @@ def _noisy_cases():
 
     tiny = rng.standard_normal((12, 3)) * np.array([1e-3, 1.0, 0.0]) + 2.0
     return [
-        case("basic, N=8, D=5", "basic", rng.standard_normal((8, 5)) * 2 + 1),
-        case("the smallest batch, N=2", "N=2", rng.standard_normal((2, 4))),
+        case(N_("basic, N=8, D=5"), N_("basic"), rng.standard_normal((8, 5)) * 2 + 1),
+        case(N_("the smallest batch, N=2"), N_("N=2"), rng.standard_normal((2, 4))),
         case(
-            "tiny variances and a constant feature, N=12, D=3",
-            "tiny variances",
+            N_("tiny variances and a constant feature, N=12, D=3"),
+            N_("tiny variances"),
             tiny,
-            hint="eps goes inside the square root",
+            hint=N_("eps goes inside the square root"),
         ),
         case(
-            "eps=1e-2 passed explicitly, N=10, D=3",
-            "eps passed",
+            N_("eps=1e-2 passed explicitly, N=10, D=3"),
+            N_("eps passed"),
             rng.standard_normal((10, 3)) * 0.1,
             eps=1e-2,
-            hint="use the eps argument",
+            hint=N_("use the eps argument"),
         ),
     ]
 
 
-@_guarded
+NOISY_BN = Task(
+    "noisy_bn",
+    needs=("noisy_bn",),
+    cases=_noisy_cases,
+    reference=noisy_bn_reference,
+    inputs=("x", "gamma", "beta", "scale", "shift"),
+    mistakes={"out": NOISY_BN_MISTAKES},
+)
+
+
 def check_noisy_bn(noisy_bn) -> CheckResult:
     """Check `noisy_bn(x, gamma, beta, scale, shift, eps=1e-5) -> out`, training mode.
 
     out = (gamma * xhat + beta) * scale + shift: x (N, D); gamma, beta, scale, shift (D,); out
     (N, D), compared with noisy_bn_reference on hidden cases.
     """
-    label = _label(noisy_bn, "noisy_bn")
-    if not callable(noisy_bn):
-        return _not_callable("noisy_bn", noisy_bn)
-    budget, cases, outcomes = _Budget(), _noisy_cases(), []
-    names = ("x", "gamma", "beta", "scale", "shift")
-    for case in cases:
-        args = case.args()
-        try:
-            out = _call(noisy_bn, args, budget, label)
-        except _Stop as stop:
-            outcomes.append(_Outcome(case, str(stop)))
-            break
-        except _CallError as e:
-            outcomes.append(_Outcome(case, str(e)))
-            continue
-        modified = _modified(label, names, case.arrays, args[:5])
-        if modified:
-            outcomes.append(_Outcome(case, modified))
-            continue
-        want = noisy_bn_reference(*case.arrays, eps=case.eps_used)
-        if out is None:
-            why = f"{label} returned None: expected out, an (N, D) array; is a `return` missing?"
-            outcomes.append(_Outcome(case, why))
-            continue
-        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], np.ndarray):
-            outcomes.append(_Outcome(case, f"{label} returned a tuple: return only out"))
-            continue
-        problem = _array_problem(out, "out", want.shape, want.dtype)
-        if problem is None and outputs_match(out, want):
-            outcomes.append(_Outcome(case))
-            continue
-        hints = []
-        if isinstance(out, np.ndarray):
-            hints = matching_mistakes(
-                out, NOISY_BN_MISTAKES, *case.arrays, case.eps_used, reference=want
-            )
-        outcomes.append(_Outcome(case, problem or _mismatch("out", out, want), {"out": hints}))
-    return _summary(label, outcomes, len(cases), {"out": NOISY_BN_MISTAKES})
+    return check(NOISY_BN, noisy_bn)
 
 
-TASKS = {
-    "ex03_inside_training": [
-        task("layer_percentiles", check_layer_percentiles, ["layer_percentiles"]),
-        task("noisy_bn", check_noisy_bn, ["noisy_bn"]),
-    ],
-}
+TASKS = [LAYER_PERCENTILES, NOISY_BN]

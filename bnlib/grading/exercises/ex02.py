@@ -1,7 +1,7 @@
 """Checks of exercise 2 (train vs eval): the running-statistics update, batch norm in eval mode,
 folding BN into a Linear layer, and a BatchNorm1d module from scratch.
 
-Built on bnlib.checks' machinery: hidden cases, named likely mistakes, never raises.
+Tasks of the check engine (bnlib.grading.engine): cases, float64 references, mistake catalogues.
 Shape legend: N batch, D features (= C channels), K outputs of the Linear layer.
 References: Ioffe & Szegedy 2015, arXiv 1502.03167, Alg. 2; torch.nn.BatchNorm1d (momentum
 weights the new batch; running_var stores the unbiased variance);
@@ -14,33 +14,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlib.checks import (
+from bnlib.grading.engine import (
+    CallError,
     CheckResult,
+    EpsCase,
     Mistake,
-    _array_problem,
-    _call,
-    _CallError,
-    _case_rng,
-    _case_seed,
-    _describe_exception,
-    _EpsCase,
-    _fail,
-    _guarded,
-    _label,
-    _mismatch,
-    _modified,
-    _not_callable,
-    _Outcome,
-    _run_cases,
-    _summary,
-    _type_name,
-    _unpack,
-    matching_mistakes,
+    Outcome,
+    Task,
+    call,
+    case_rng,
+    case_seed,
+    check,
+    describe_exception,
+    mismatch,
     outputs_match,
-    task,
+    pick,
+    type_name,
 )
+from bnlib.i18n import N_, _
 
 __all__ = [
+    "BATCHNORM_EVAL",
+    "BATCHNORM_MODULE",
+    "EXERCISE",
+    "FOLD_BN",
+    "RUNNING_STATS",
+    "TASKS",
     "RUNNING_MISTAKES",
     "EVAL_MISTAKES",
     "FOLD_MISTAKES",
@@ -53,30 +52,7 @@ __all__ = [
     "check_batchnorm_module",
 ]
 
-
-def _check(fn, label, cases, run_case, catalogues):
-    outcomes = _run_cases(lambda c, b: run_case(fn, c, b, label), cases)
-    return _summary(label, outcomes, len(cases), catalogues)
-
-
-def _compare(outputs, wants, catalogue_of, args, case):
-    """Outcome for named outputs against the references; hints from per-output catalogues."""
-    reasons, hints = [], {}
-    for name, got, want in zip(outputs, outputs.values(), wants, strict=True):
-        problem = _array_problem(got, name, want.shape, want.dtype)
-        if problem is None and outputs_match(got, want):
-            continue
-        if isinstance(got, np.ndarray) and catalogue_of.get(name):
-            hints[name] = matching_mistakes(got, catalogue_of[name], *args, reference=want)
-        reasons.append(problem or _mismatch(name, got, want))
-    if not reasons:
-        return _Outcome(case)
-    return _Outcome(case, "; ".join(reasons), hints)
-
-
-def _pick(mistakes, i):
-    """The mistakes of a function with several outputs, as mistakes of its i-th output."""
-    return [Mistake(m.hint, lambda *a, m=m: m.compute(*a)[i]) for m in mistakes]
+EXERCISE = "ex02_running_stats"
 
 
 # --- task 1: the running statistics --------------------------------------------------------------
@@ -109,26 +85,32 @@ def _rs(variant):
 
 RUNNING_MISTAKES = [
     Mistake(
-        "running_var got the biased batch variance (divided by N): PyTorch stores the unbiased "
-        "one, x.var(axis=0, ddof=1), as Alg. 2 of the paper does (m / (m - 1))",
+        N_(
+            "running_var got the biased batch variance (divided by N): PyTorch stores the unbiased "
+            "one, x.var(axis=0, ddof=1), as Alg. 2 of the paper does (m / (m - 1))"
+        ),
         _rs("biased"),
     ),
     Mistake(
-        "momentum inverted: in PyTorch momentum weights the NEW batch, new = (1 - momentum) * old "
-        "+ momentum * batch (Keras's momentum=0.99 is PyTorch's 0.01)",
+        N_(
+            "momentum inverted: in PyTorch momentum weights the NEW batch, new = (1 - momentum) * "
+            "old + momentum * batch (Keras's momentum=0.99 is PyTorch's 0.01)"
+        ),
         _rs("inverted"),
     ),
     Mistake(
-        "the batch's statistics returned without the moving average: mix them with the old "
-        "running values, weighted by momentum",
+        N_(
+            "the batch's statistics returned without the moving average: mix them with the old "
+            "running values, weighted by momentum"
+        ),
         _rs("batch_only"),
     ),
-    Mistake("running_var got the batch standard deviation: use the variance", _rs("std")),
+    Mistake(N_("running_var got the batch standard deviation: use the variance"), _rs("std")),
     Mistake(
-        "the batch variance was taken around the old running mean: use the batch's own mean",
+        N_("the batch variance was taken around the old running mean: use the batch's own mean"),
         _rs("about_running"),
     ),
-    Mistake("running_var is not updated (only running_mean is)", _rs("mean_only")),
+    Mistake(N_("running_var is not updated (only running_mean is)"), _rs("mean_only")),
 ]
 
 
@@ -151,32 +133,32 @@ class _RunningCase:
 
 
 def _running_cases():
-    rng = _case_rng(1502)
+    rng = case_rng(1502)
 
     def x(n, d, loc=0.0, scale=1.0):
         return rng.standard_normal((n, d)) * scale + loc
 
     return [
         _RunningCase(
-            "the initial statistics (0, 1), N=8, D=3, momentum=0.1",
-            "first step",
+            N_("the initial statistics (0, 1), N=8, D=3, momentum=0.1"),
+            N_("first step"),
             np.zeros(3),
             np.ones(3),
             x(8, 3, 2.0, 3.0),
             0.1,
         ),
         _RunningCase(
-            "N=2 (the unbiased variance is twice the biased one), D=4, momentum=0.5",
-            "N=2",
+            N_("N=2 (the unbiased variance is twice the biased one), D=4, momentum=0.5"),
+            N_("N=2"),
             rng.standard_normal(4),
             rng.uniform(0.5, 2.0, 4),
             x(2, 4),
             0.5,
-            hint="with N=2 the unbiased variance is (a - b)**2 / 2",
+            hint=N_("with N=2 the unbiased variance is (a - b)**2 / 2"),
         ),
         _RunningCase(
-            "momentum=1.0 (only the new batch counts), N=5, D=2",
-            "momentum=1",
+            N_("momentum=1.0 (only the new batch counts), N=5, D=2"),
+            N_("momentum=1"),
             np.array([5.0, -5.0]),
             np.array([9.0, 0.1]),
             x(5, 2, 1.0),
@@ -184,16 +166,16 @@ def _running_cases():
             weight=0.0,  # NB: returning the batch's statistics, no average, is right here
         ),
         _RunningCase(
-            "momentum=0.01 (Keras's 0.99), running values far from the batch's, N=64, D=5",
-            "momentum=0.01",
+            N_("momentum=0.01 (Keras's 0.99), running values far from the batch's, N=64, D=5"),
+            N_("momentum=0.01"),
             np.full(5, 10.0),
             np.full(5, 0.01),
             x(64, 5, -3.0, 2.0),
             0.01,
         ),
         _RunningCase(
-            "a large offset (values near 1000), N=16, D=3, momentum=0.3",
-            "large offset",
+            N_("a large offset (values near 1000), N=16, D=3, momentum=0.3"),
+            N_("large offset"),
             np.full(3, 1000.0),
             np.ones(3),
             x(16, 3, 1000.0, 0.5),
@@ -202,22 +184,17 @@ def _running_cases():
     ]
 
 
-def _running_case(fn, case, budget, label):
-    args = case.args()
-    try:
-        new_mean, new_var = _unpack(_call(fn, args, budget, label), ("new_mean", "new_var"), label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
-    modified = _modified(label, ("x",), (case.x,), args[2:3])
-    if modified:
-        return _Outcome(case, modified)
-    want = running_stats_reference(*case.ref_args())
-    catalogue = {"new_mean": _pick(RUNNING_MISTAKES, 0), "new_var": _pick(RUNNING_MISTAKES, 1)}
-    got = {"new_mean": new_mean, "new_var": new_var}
-    return _compare(got, want, catalogue, case.ref_args(), case)
+RUNNING_STATS = Task(
+    "update_running_stats",
+    needs=("update_running_stats",),
+    cases=_running_cases,
+    reference=running_stats_reference,
+    outputs=("new_mean", "new_var"),
+    inputs=(None, None, "x"),  # NB: updating the running values in place and returning them is fine
+    mistakes={"new_mean": pick(RUNNING_MISTAKES, 0), "new_var": pick(RUNNING_MISTAKES, 1)},
+)
 
 
-@_guarded
 def check_running_stats(update_running_stats) -> CheckResult:
     """Check `update_running_stats(running_mean, running_var, x, momentum) -> (new_mean,
     new_var)`, PyTorch's semantics, x: (N, D) float64, the running values (D,).
@@ -225,11 +202,7 @@ def check_running_stats(update_running_stats) -> CheckResult:
     The arguments are copies: updating them in place and returning them is fine, as is returning
     new arrays. Returns a CheckResult; the score is the fraction of hidden cases passed.
     """
-    label = _label(update_running_stats, "update_running_stats")
-    if not callable(update_running_stats):
-        return _not_callable("update_running_stats", update_running_stats)
-    catalogues = {"new_mean": RUNNING_MISTAKES, "new_var": RUNNING_MISTAKES}
-    return _check(update_running_stats, label, _running_cases(), _running_case, catalogues)
+    return check(RUNNING_STATS, update_running_stats)
 
 
 # --- task 2: batch norm in eval mode -------------------------------------------------------------
@@ -262,27 +235,29 @@ def _ev(variant):
 
 EVAL_MISTAKES = [
     Mistake(
-        "the batch's own mean and variance were used: in eval mode normalize with the running "
-        "statistics (that is the point of eval mode: one sample's output must not depend on "
-        "its batch)",
+        N_(
+            "the batch's own mean and variance were used: in eval mode normalize with the running "
+            "statistics (that is the point of eval mode: one sample's output must not depend on "
+            "its batch)"
+        ),
         _ev("batch_stats"),
     ),
-    Mistake("eps is missing: divide by sqrt(running_var + eps)", _ev("no_eps")),
+    Mistake(N_("eps is missing: divide by sqrt(running_var + eps)"), _ev("no_eps")),
     Mistake(
-        "eps outside the square root: sqrt(running_var + eps), not sqrt(running_var) + eps",
+        N_("eps outside the square root: sqrt(running_var + eps), not sqrt(running_var) + eps"),
         _ev("eps_outside"),
     ),
     Mistake(
-        "divided by the variance: divide by the standard deviation, sqrt(running_var + eps)",
+        N_("divided by the variance: divide by the standard deviation, sqrt(running_var + eps)"),
         _ev("no_sqrt"),
     ),
-    Mistake("gamma and beta swapped: out = gamma * xhat + beta", _ev("swapped")),
-    Mistake("the affine step is missing: out = gamma * xhat + beta", _ev("no_affine")),
+    Mistake(N_("gamma and beta swapped: out = gamma * xhat + beta"), _ev("swapped")),
+    Mistake(N_("the affine step is missing: out = gamma * xhat + beta"), _ev("no_affine")),
 ]
 
 
 @dataclass(frozen=True)
-class _EvalCase(_EpsCase):
+class _EvalCase(EpsCase):
     name: str
     short: str
     x: np.ndarray
@@ -315,7 +290,7 @@ class _EvalCase(_EpsCase):
 
 
 def _eval_cases():
-    rng = _case_rng(2015)
+    rng = case_rng(2015)
 
     def case(name, short, x, mean, var, eps=None, hint=""):
         D = x.shape[1]
@@ -324,32 +299,32 @@ def _eval_cases():
 
     return [
         case(
-            "N=6, D=4, running statistics unlike the batch's",
-            "N=6",
+            N_("N=6, D=4, running statistics unlike the batch's"),
+            N_("N=6"),
             rng.standard_normal((6, 4)) * 2 + 1,
             np.array([0.5, -1.0, 2.0, 0.0]),
             np.array([4.0, 0.25, 1.0, 9.0]),
         ),
         case(
-            "a batch of ONE sample, D=3 (eval mode must work for it)",
-            "N=1",
+            N_("a batch of ONE sample, D=3 (eval mode must work for it)"),
+            N_("N=1"),
             rng.standard_normal((1, 3)),
             np.array([0.1, 0.2, 0.3]),
             np.array([1.0, 2.0, 0.5]),
-            hint="eval mode uses no batch statistics, so a single sample works",
+            hint=N_("eval mode uses no batch statistics, so a single sample works"),
         ),
         case(
-            "a tiny running variance (1e-6), eps=1e-3 passed explicitly, N=5, D=2",
-            "tiny variance, eps passed",
+            N_("a tiny running variance (1e-6), eps=1e-3 passed explicitly, N=5, D=2"),
+            N_("tiny variance, eps passed"),
             rng.standard_normal((5, 2)) * 1e-3,
             np.zeros(2),
             np.full(2, 1e-6),
             eps=1e-3,
-            hint="use the eps argument, inside the square root",
+            hint=N_("use the eps argument, inside the square root"),
         ),
         case(
-            "large values (near 500), N=10, D=3",
-            "large offset",
+            N_("large values (near 500), N=10, D=3"),
+            N_("large offset"),
             rng.standard_normal((10, 3)) + 500.0,
             np.full(3, 499.0),
             np.array([1.0, 4.0, 0.5]),
@@ -357,34 +332,20 @@ def _eval_cases():
     ]
 
 
-def _eval_case(fn, case, budget, label):
-    args = case.args()
-    try:
-        out = _call(fn, args, budget, label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
-    if isinstance(out, tuple | list):
-        return _Outcome(
-            case,
-            f"{label} returned a {_type_name(out)} of length {len(out)}: return just the array "
-            "out (no cache: eval mode needs no backward here)",
-        )
-    names = ("x", "gamma", "beta", "running_mean", "running_var")
-    modified = _modified(label, names, case.ref_args()[:5], args[:5])
-    if modified:
-        return _Outcome(case, modified)
-    want = batchnorm_eval_reference(*case.ref_args())
-    return _compare({"out": out}, (want,), {"out": EVAL_MISTAKES}, case.ref_args(), case)
+BATCHNORM_EVAL = Task(
+    "batchnorm_eval",
+    needs=("batchnorm_eval",),
+    cases=_eval_cases,
+    reference=batchnorm_eval_reference,
+    inputs=("x", "gamma", "beta", "running_mean", "running_var"),
+    mistakes={"out": EVAL_MISTAKES},
+)
 
 
-@_guarded
 def check_batchnorm_eval(batchnorm_eval) -> CheckResult:
     """Check `batchnorm_eval(x, gamma, beta, running_mean, running_var, eps=1e-5) -> out`,
     x: (N, D) float64 (N may be 1), the others (D,). Returns a CheckResult."""
-    label = _label(batchnorm_eval, "batchnorm_eval")
-    if not callable(batchnorm_eval):
-        return _not_callable("batchnorm_eval", batchnorm_eval)
-    return _check(batchnorm_eval, label, _eval_cases(), _eval_case, {"out": EVAL_MISTAKES})
+    return check(BATCHNORM_EVAL, batchnorm_eval)
 
 
 # --- task 3: folding BN into the Linear layer before it ------------------------------------------
@@ -424,36 +385,43 @@ def _fb(variant):
 
 FOLD_MISTAKES = [
     Mistake(
-        "the bias is not folded: the new bias is (b - running_mean) * s + beta, with "
-        "s = gamma / sqrt(running_var + eps)",
+        N_(
+            "the bias is not folded: the new bias is (b - running_mean) * s + beta, with "
+            "s = gamma / sqrt(running_var + eps)"
+        ),
         _fb("bias_unchanged"),
     ),
     Mistake(
-        "the Linear layer's own bias b was dropped: b_folded = (b - running_mean) * s + beta",
+        N_("the Linear layer's own bias b was dropped: b_folded = (b - running_mean) * s + beta"),
         _fb("old_bias_dropped"),
     ),
     Mistake(
-        "b was not scaled: BN scales everything the layer outputs, W x + b, so "
-        "b_folded = (b - running_mean) * s + beta",
+        N_(
+            "b was not scaled: BN scales everything the layer outputs, W x + b, so "
+            "b_folded = (b - running_mean) * s + beta"
+        ),
         _fb("bias_not_scaled"),
     ),
     Mistake(
-        "the weights were scaled by column: output k is scaled by s_k, so scale ROW k of W "
-        "(W * s[:, None])",
+        N_(
+            "the weights were scaled by column: output k is scaled by s_k, so scale ROW k of W "
+            "(W * s[:, None])"
+        ),
         _fb("columns"),
     ),
-    Mistake("W is not scaled: W_folded = W * s[:, None]", _fb("W_not_scaled")),
-    Mistake("eps is missing: s = gamma / sqrt(running_var + eps)", _fb("no_eps")),
-    Mistake("divided by the variance: s = gamma / sqrt(running_var + eps)", _fb("no_sqrt")),
+    Mistake(N_("W is not scaled: W_folded = W * s[:, None]"), _fb("W_not_scaled")),
+    Mistake(N_("eps is missing: s = gamma / sqrt(running_var + eps)"), _fb("no_eps")),
+    Mistake(N_("divided by the variance: s = gamma / sqrt(running_var + eps)"), _fb("no_sqrt")),
     Mistake(
-        "running_mean is not subtracted: b_folded = (b - running_mean) * s + beta", _fb("no_mean")
+        N_("running_mean is not subtracted: b_folded = (b - running_mean) * s + beta"),
+        _fb("no_mean"),
     ),
-    Mistake("beta is not added: b_folded = (b - running_mean) * s + beta", _fb("no_beta")),
+    Mistake(N_("beta is not added: b_folded = (b - running_mean) * s + beta"), _fb("no_beta")),
 ]
 
 
 @dataclass(frozen=True)
-class _FoldCase(_EpsCase):
+class _FoldCase(EpsCase):
     name: str
     short: str
     W: np.ndarray  # (K, D)
@@ -477,7 +445,7 @@ class _FoldCase(_EpsCase):
 
 
 def _fold_cases():
-    rng = _case_rng(1503)
+    rng = case_rng(1503)
 
     def case(name, short, K, D, eps=None, var_scale=1.0, hint=""):
         return _FoldCase(
@@ -494,46 +462,37 @@ def _fold_cases():
         )
 
     return [
-        case("Linear(5 -> 3) then BatchNorm1d(3)", "5 -> 3", 3, 5),
-        case("a square layer, Linear(4 -> 4)", "4 -> 4", 4, 4),
+        case(N_("Linear(5 -> 3) then BatchNorm1d(3)"), N_("5 -> 3"), 3, 5),
+        case(N_("a square layer, Linear(4 -> 4)"), N_("4 -> 4"), 4, 4),
         case(
-            "Linear(2 -> 6), tiny running variances (1e-5), eps=1e-3 passed",
-            "eps passed",
+            N_("Linear(2 -> 6), tiny running variances (1e-5), eps=1e-3 passed"),
+            N_("eps passed"),
             6,
             2,
             eps=1e-3,
             var_scale=1e-5,
-            hint="use the eps argument",
+            hint=N_("use the eps argument"),
         ),
         # NB: no single output (K=1): scaling W by column instead of row gives the same there
-        case("more inputs than outputs, Linear(7 -> 2)", "7 -> 2", 2, 7),
+        case(N_("more inputs than outputs, Linear(7 -> 2)"), N_("7 -> 2"), 2, 7),
     ]
 
 
-def _fold_case(fn, case, budget, label):
-    args = case.args()
-    try:
-        W_f, b_f = _unpack(_call(fn, args, budget, label), ("W_folded", "b_folded"), label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
-    names = ("W", "b", "gamma", "beta", "running_mean", "running_var")
-    modified = _modified(label, names, case.arrays(), args[:6])
-    if modified:
-        return _Outcome(case, modified)
-    want = fold_bn_reference(*case.ref_args())
-    catalogue = {"W_folded": _pick(FOLD_MISTAKES, 0), "b_folded": _pick(FOLD_MISTAKES, 1)}
-    return _compare({"W_folded": W_f, "b_folded": b_f}, want, catalogue, case.ref_args(), case)
+FOLD_BN = Task(
+    "fold_bn",
+    needs=("fold_bn",),
+    cases=_fold_cases,
+    reference=fold_bn_reference,
+    outputs=("W_folded", "b_folded"),
+    inputs=("W", "b", "gamma", "beta", "running_mean", "running_var"),
+    mistakes={"W_folded": pick(FOLD_MISTAKES, 0), "b_folded": pick(FOLD_MISTAKES, 1)},
+)
 
 
-@_guarded
 def check_fold_bn(fold_bn) -> CheckResult:
     """Check `fold_bn(W, b, gamma, beta, running_mean, running_var, eps=1e-5) -> (W_folded,
     b_folded)` for Linear (W: (K, D), b: (K,)) followed by BatchNorm1d(K) in eval mode."""
-    label = _label(fold_bn, "fold_bn")
-    if not callable(fold_bn):
-        return _not_callable("fold_bn", fold_bn)
-    catalogues = {"W_folded": FOLD_MISTAKES, "b_folded": FOLD_MISTAKES}
-    return _check(fold_bn, label, _fold_cases(), _fold_case, catalogues)
+    return check(FOLD_BN, fold_bn)
 
 
 # --- task 4: a BatchNorm1d module ----------------------------------------------------------------
@@ -558,32 +517,32 @@ class _ModuleCase:
 def _module_cases():
     # NB: no BatchNorm1d(1): with one feature, statistics over the wrong axis agree with BN's
     return [
-        _ModuleCase("BatchNorm1d(3), the defaults", "defaults", 3, {}, _case_seed(0)),
+        _ModuleCase(N_("BatchNorm1d(3), the defaults"), N_("defaults"), 3, {}, case_seed(0)),
         _ModuleCase(
-            "BatchNorm1d(5, eps=1e-3, momentum=0.3)",
-            "eps, momentum passed",
+            N_("BatchNorm1d(5, eps=1e-3, momentum=0.3)"),
+            N_("eps, momentum passed"),
             5,
             {"eps": 1e-3, "momentum": 0.3},
-            _case_seed(1),
-            hint="use the eps and momentum arguments of __init__",
+            case_seed(1),
+            hint=N_("use the eps and momentum arguments of __init__"),
         ),
         _ModuleCase(
-            "BatchNorm1d(2, momentum=None), the cumulative average",
-            "momentum=None",
+            N_("BatchNorm1d(2, momentum=None), the cumulative average"),
+            N_("momentum=None"),
             2,
             {"momentum": None},
-            _case_seed(2),
+            case_seed(2),
             hint=_MOMENTUM_NONE,
         ),
     ]
 
 
-_MOMENTUM_NONE = (
+_MOMENTUM_NONE = N_(
     "momentum=None: the running statistics are the cumulative (plain) average of all the batch "
     "statistics so far: the update uses the factor 1 / num_batches_tracked (counted after adding "
     "this batch) in place of momentum"
 )
-_ONE_VALUE = (
+_ONE_VALUE = N_(
     "training with one value per channel (a batch of one sample) must raise ValueError, as "
     "torch.nn.BatchNorm1d does ('Expected more than 1 value per channel when training, got input "
     "size ...'): its variance is 0 and its unbiased variance 0/0"
@@ -595,8 +554,8 @@ def _inputs(case):
 
     g = torch.Generator().manual_seed(case.seed)
     C = case.num_features
-    xs = [torch.randn(n, C, generator=g) * 2 + 1 for _, n in _STEPS]
-    douts = [torch.randn(n, C, generator=g) for _, n in _STEPS]
+    xs = [torch.randn(n, C, generator=g) * 2 + 1 for _mode, n in _STEPS]
+    douts = [torch.randn(n, C, generator=g) for _mode, n in _STEPS]
     weight = torch.rand(C, generator=g) + 0.5
     bias = torch.randn(C, generator=g)
     return xs, douts, weight, bias
@@ -616,7 +575,11 @@ def _run_module(cls, case):
     except Exception as e:  # noqa: BLE001 - reported with the step
         return _failed(where, e)
     if not isinstance(module, torch.nn.Module):
-        return {"failed": f"{where} is a {_type_name(module)}, not a torch.nn.Module"}
+        return {
+            "failed": _("{where} is a {type}, not a torch.nn.Module").format(
+                where=where, type=type_name(module)
+            )
+        }
     keys = set(module.state_dict())
     if keys != _KEYS:
         missing, extra = sorted(_KEYS - keys), sorted(keys - _KEYS)
@@ -633,7 +596,7 @@ def _run_module(cls, case):
         return _failed(f"{where}.load_state_dict", e)
     records = []
     for i, ((mode, n), x, dout) in enumerate(zip(_STEPS, xs, douts, strict=True)):
-        step = f"step {i + 1} ({mode} mode, a batch of {n})"
+        step = _("step {i} ({mode} mode, a batch of {n})").format(i=i + 1, mode=mode, n=n)
         try:
             module.train(mode == "train")
             x = x.clone().requires_grad_()
@@ -660,19 +623,19 @@ def _run_module(cls, case):
     try:  # NB: last, as torch counts the batch in num_batches_tracked before it raises
         with torch.no_grad():
             module(xs[0][:1].clone())
-        one = "returned an output"
+        one = _("returned an output")
     except ValueError:
         one = None
     except Exception as e:  # noqa: BLE001
-        one = f"raised {_describe_exception(e)}"
+        one = _("raised {error}").format(error=describe_exception(e))
     return {"records": records, "state": state, "one_value": one}
 
 
 def _failed(where, e):
-    reason = f"{where}: raised {_describe_exception(e)}"
+    reason = _("{where}: raised {error}").format(where=where, error=describe_exception(e))
     if "backward through the graph" in str(e) or "modified by an inplace operation" in str(e):
-        reason += (
-            ". Update the running statistics without building a graph: under torch.no_grad(), "
+        reason += ". " + _(
+            "Update the running statistics without building a graph: under torch.no_grad(), "
             "or from .detach()ed batch statistics"
         )
     return {"failed": reason}
@@ -686,22 +649,24 @@ def _tensor_problem(name, got, want):
     import torch
 
     if got is None:
-        return f"{name} is None"
+        return _("{name} is None").format(name=name)
     if not isinstance(got, torch.Tensor):
-        return f"{name} is a {_type_name(got)}, expected a tensor"
+        return _("{name} is a {type}, expected a tensor").format(name=name, type=type_name(got))
     if tuple(got.shape) != tuple(want.shape):
-        return f"{name} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+        return _("{name} has shape {shape}, expected {expected}").format(
+            name=name, shape=tuple(got.shape), expected=tuple(want.shape)
+        )
     g, w = got.detach().double().numpy(), want.detach().double().numpy()
     if outputs_match(g, w, rtol=_MODULE_RTOL, atol=_MODULE_ATOL):
         return None
-    return _mismatch(name, g, w, float32_note=False)  # float32, as torch
+    return mismatch(name, g, w, float32_note=False)  # float32, as torch
 
 
 def _module_hint(name, i, got, want, case):
     """A named likely mistake for output `name` at step i, from what the module did."""
     import torch
 
-    mode, _ = _STEPS[i]
+    mode = _STEPS[i][0]
     xs = _inputs(case)[0]
     x = xs[i].double()
     momentum = case.kwargs.get("momentum", 0.1) or 0.0
@@ -712,13 +677,13 @@ def _module_hint(name, i, got, want, case):
         return a is not None and b is not None and _tensor_problem("", a, b) is None
 
     if name == "num_batches_tracked":
-        return "num_batches_tracked: add 1 at each training step (a buffer of dtype torch.long)"
+        return N_("num_batches_tracked: add 1 at each training step (a buffer of dtype torch.long)")
     if mode == "train" and name in ("running_mean", "running_var") and "momentum" in case.kwargs:
         if case.kwargs["momentum"] is None:
             return _MOMENTUM_NONE
     if mode == "eval" and name in ("out", "running_mean", "running_var") and prev is not None:
         if not all(close(got[k], prev[k]) for k in ("running_mean", "running_var")):
-            return "the running statistics changed in eval mode: update them only when training"
+            return N_("the running statistics changed in eval mode: update them only when training")
     if mode == "train" and name in ("running_mean", "running_var") and prev is not None:
         mean, var_b = x.mean(0), x.var(0, unbiased=False)
         var_u = x.var(0, unbiased=True)
@@ -729,44 +694,48 @@ def _module_hint(name, i, got, want, case):
         if close(got[name], momentum * old + (1 - momentum) * batch):
             return RUNNING_MISTAKES[1].hint
         if close(got[name], old):
-            return "the running statistics are not updated in training mode"
+            return N_("the running statistics are not updated in training mode")
     if mode == "eval" and name == "out":
         w, b = want["weight"].double(), want["bias"].double()
         batch_out = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps) * w + b
         if x.shape[0] > 1 and close(got[name], batch_out):
             return EVAL_MISTAKES[0].hint
     if name in ("dweight", "dbias") and got[name] is None:
-        return (
+        return N_(
             "weight and bias must be torch.nn.Parameter (so they get gradients and appear in "
             "the state_dict)"
         )
     return None
 
 
-def _module_case(cls, case, budget, label):
+def _module_case(task, functions, case, budget, labels):
     import torch
 
+    cls, label = functions[-1], labels[-1]
+
     try:
-        got = _call(_run_module, (cls, case), budget, label)
-    except _CallError as e:  # _run_module catches the learner's errors; this is a safety net
-        return _Outcome(case, str(e))
+        got = call(_run_module, (cls, case), budget, label)
+    except CallError as e:  # _run_module catches the learner's errors; this is a safety net
+        return Outcome(case, str(e))
     if "failed" in got:
         hints = []
         if case.kwargs.get("momentum", 0.1) is None and "NoneType" in got["failed"]:
             hints = [_MOMENTUM_NONE]
-        return _Outcome(case, got["failed"], {"module": hints})
+        return Outcome(case, got["failed"], {"module": hints})
     if "keys" in got:
         missing, extra = got["keys"]
         parts = []
         if missing:
-            parts.append(f"missing {missing}")
+            parts.append(_("missing {names}").format(names=missing))
         if extra:
-            parts.append(f"unexpected {extra}")
-        return _Outcome(
+            parts.append(_("unexpected {names}").format(names=extra))
+        return Outcome(
             case,
-            f"its state_dict has not torch.nn.BatchNorm1d's keys: {', '.join(parts)} (weight and "
-            "bias are nn.Parameter; running_mean, running_var and num_batches_tracked are "
-            "buffers: self.register_buffer(name, tensor))",
+            _(
+                "its state_dict has not torch.nn.BatchNorm1d's keys: {problems} (weight and bias "
+                "are nn.Parameter; running_mean, running_var and num_batches_tracked are buffers: "
+                "self.register_buffer(name, tensor))"
+            ).format(problems=", ".join(parts)),
         )
     want = _run_module(torch.nn.BatchNorm1d, case)
     for i, (mine, ref) in enumerate(zip(got["records"], want["records"], strict=True)):
@@ -780,21 +749,22 @@ def _module_case(cls, case, budget, label):
                 }
                 hint = _module_hint(name, i, mine, context, case)
                 reason = f"{mine['step']}: {problem}"
-                return _Outcome(case, reason, {"module": [hint] if hint else []})
+                return Outcome(case, reason, {"module": [hint] if hint else []})
         if int(mine["num_batches_tracked"]) != int(ref["num_batches_tracked"]):
             hint = _module_hint("num_batches_tracked", i, mine, {}, case)
-            reason = (
-                f"{mine['step']}: num_batches_tracked is {int(mine['num_batches_tracked'])}, "
-                f"expected {int(ref['num_batches_tracked'])}"
+            reason = _("{step}: num_batches_tracked is {got}, expected {expected}").format(
+                step=mine["step"],
+                got=int(mine["num_batches_tracked"]),
+                expected=int(ref["num_batches_tracked"]),
             )
-            return _Outcome(case, reason, {"module": [hint]})
+            return Outcome(case, reason, {"module": [hint]})
     if got.get("one_value") is not None:
-        reason = (
-            f"a training step on a batch of ONE sample, shape (1, {case.num_features}): "
-            f"expected a ValueError, but the module {got['one_value']}"
-        )
-        return _Outcome(case, reason, {"module": [_ONE_VALUE]})
-    return _Outcome(case)
+        reason = _(
+            "a training step on a batch of ONE sample, shape (1, {C}): expected a ValueError, "
+            "but the module {what}"
+        ).format(C=case.num_features, what=got["one_value"])
+        return Outcome(case, reason, {"module": [_ONE_VALUE]})
+    return Outcome(case)
 
 
 def _initial(case):
@@ -804,18 +774,17 @@ def _initial(case):
     return {"running_mean": torch.zeros(C), "running_var": torch.ones(C)}
 
 
-class _Hints:
-    """A catalogue whose hints are whatever _module_hint said (for _summary's best hint)."""
+BATCHNORM_MODULE = Task(
+    "MyBatchNorm1d",
+    needs=("MyBatchNorm1d",),
+    cases=_module_cases,
+    run_case=_module_case,
+    kind="class",
+    # the hints come from _module_hint, which reads what the module did; ties: the first seen
+    mistakes={"module": ()},
+)
 
-    def __init__(self, outcomes):
-        self.items = []
-        for o in outcomes:
-            for h in (o.hints or {}).get("module", []):
-                if h not in [m.hint for m in self.items]:
-                    self.items.append(Mistake(h, lambda: None))
 
-
-@_guarded
 def check_batchnorm_module(MyBatchNorm1d) -> CheckResult:
     """Check a class `MyBatchNorm1d(num_features, eps=1e-5, momentum=0.1)`, a torch.nn.Module for
     (N, C) inputs, against torch.nn.BatchNorm1d over a sequence of train and eval steps.
@@ -826,22 +795,7 @@ def check_batchnorm_module(MyBatchNorm1d) -> CheckResult:
     momentum (momentum=None: the cumulative average) and num_batches_tracked counted; in eval, the
     running statistics used and left unchanged (a batch of one included); a ValueError for a
     training batch of one sample. Returns a CheckResult."""
-    label = getattr(MyBatchNorm1d, "__name__", "MyBatchNorm1d")
-    if not isinstance(MyBatchNorm1d, type):
-        return _fail(
-            f"MyBatchNorm1d must be a class (class MyBatchNorm1d(torch.nn.Module): ...), got "
-            f"{_type_name(MyBatchNorm1d)}"
-        )
-    cases = _module_cases()
-    outcomes = _run_cases(lambda c, b: _module_case(MyBatchNorm1d, c, b, label), cases)
-    return _summary(label, outcomes, len(cases), {"module": _Hints(outcomes).items})
+    return check(BATCHNORM_MODULE, MyBatchNorm1d)
 
 
-TASKS = {
-    "ex02_running_stats": [
-        task("update_running_stats", check_running_stats, ["update_running_stats"]),
-        task("batchnorm_eval", check_batchnorm_eval, ["batchnorm_eval"]),
-        task("fold_bn", check_fold_bn, ["fold_bn"]),
-        task("MyBatchNorm1d", check_batchnorm_module, ["MyBatchNorm1d"]),
-    ],
-}
+TASKS = [RUNNING_STATS, BATCHNORM_EVAL, FOLD_BN, BATCHNORM_MODULE]

@@ -9,7 +9,7 @@ files, the course's, or another learner's work, or outlive its grading. So:
   process and call the learner's functions through `bnlib.grading.remote`, which sends inputs to
   the kernel and reads the outputs back as plain data; references, comparisons, diagnoses and
   scores are computed here, and each task's score is clamped to [0, max];
-- the graded cases come from a secret drawn for each notebook (`checks.hidden_cases`): the
+- the graded cases come from a secret drawn for each notebook (`engine.hidden_cases`): the
   self-check cases in the notebook are not the graded ones;
 - a task whose function calls a reference implementation (bnlib's functional, nn, checks;
   torch's normalization functions and modules; the course's solutions) scores 0, and says why;
@@ -36,7 +36,9 @@ from pathlib import Path
 
 import nbformat
 
-from bnlib import checks
+import bnlib.checks  # noqa: F401 - phase 1 of issue 15: registers exercises 4 and 5 in TASKS
+from bnlib.grading import engine
+from bnlib.grading.exercises import TASKS
 from bnlib.grading.remote import GradingError, Remote
 from bnlib.grading.sandbox import Limits, Sandbox, isolation
 
@@ -53,14 +55,14 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 60  # seconds per cell; a lesson-sized notebook runs in well under that
-COURSE = Path(checks.__file__).resolve().parents[1]
+COURSE = Path(__file__).resolve().parents[2]  # the folder holding bnlib/
 POLICY = (
     "Write each graded function yourself: a graded function that calls a reference "
     "implementation (bnlib's functional, nn or checks, torch.nn.functional's norms, torch.nn's "
     "norm layers, or the course's solutions) scores 0 for that task."
 )
 _MAX_RESTARTS = 3  # kernel deaths in cells survived per notebook (each one's cell is skipped)
-_AGENT_SOURCE = (Path(__file__).parent / "grading" / "agent.py").read_text(encoding="utf-8")
+_AGENT_SOURCE = Path(__file__).with_name("agent.py").read_text(encoding="utf-8")
 _RED_FLAGS = {  # in a notebook's code: what only serves to dodge the policy or read answers
     "setprofile": "switches off the grader's policy watch (sys.setprofile)",
     "settrace": "switches off the grader's policy watch (sys.settrace)",
@@ -97,12 +99,12 @@ def exercise_id(nb, path):
     Returns (id, None), or (None, a one-line reason) when neither names an exercise in TASKS.
     """
     declared = _declared(nb)
-    if declared in checks.TASKS:
+    if declared in TASKS:
         return declared, None
     by_name = _by_file_name(path)
     if by_name:
         return by_name, None
-    known = ", ".join(sorted(checks.TASKS))
+    known = ", ".join(sorted(TASKS))
     said = f"metadata says {declared!r}" if declared else "no bnlib.exercise metadata"
     return None, f"unknown exercise ({said}, file name {Path(path).name!r}); known: {known}"
 
@@ -116,7 +118,7 @@ def _declared(nb):
 def _by_file_name(path):
     match = re.match(r"(ex\d+)_", Path(path).name)
     if match:
-        candidates = [e for e in checks.TASKS if e.startswith(match.group(1) + "_")]
+        candidates = [e for e in TASKS if e.startswith(match.group(1) + "_")]
         if len(candidates) == 1:
             return candidates[0]
     return None
@@ -125,13 +127,18 @@ def _by_file_name(path):
 def _exercise_notes(nb, path, exercise):
     """What the report should say about how the exercise id was found."""
     notes, by_name, declared = [], _by_file_name(path), _declared(nb)
-    if declared in checks.TASKS and by_name and by_name != declared:
+    if declared in TASKS and by_name and by_name != declared:
         notes.append(f"the file name says {by_name}, the notebook's metadata {declared}")
     elif declared is None:
         notes.append(f"no bnlib.exercise metadata: taken to be {exercise}")
-    elif declared not in checks.TASKS:
+    elif declared not in TASKS:
         notes.append(f"the metadata names an unknown exercise {declared!r}")
     return notes
+
+
+def _points(tasks):
+    """What an exercise's tasks are worth together."""
+    return float(sum(getattr(t, "points", 1.0) for t in tasks))
 
 
 def _error(path, message, max_score=0.0, exercise=None):
@@ -167,7 +174,7 @@ def _read(path):
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as e:  # noqa: BLE001 - whatever nbformat makes of it, it is not gradable
-        return None, f"not a notebook: {type(e).__name__}: {checks._one_line(e)}"
+        return None, f"not a notebook: {type(e).__name__}: {engine.one_line(e)}"
     return nb, None
 
 
@@ -231,7 +238,7 @@ class _Session:
             "del _bnlib_b, _bnlib_i, _bnlib_n\n"
         )
         self.box.run(setup, 60)
-        self.remote = Remote(self.box, agent, self.box.req, self.box.res, checks.CALL_TIMEOUT)
+        self.remote = Remote(self.box, agent, self.box.req, self.box.res, engine.CALL_TIMEOUT)
         return None
 
     def close(self):
@@ -262,10 +269,10 @@ def grade_notebook(path, timeout=DEFAULT_TIMEOUT, *, expected=None, limits=None,
     notes = _exercise_notes(nb, path, exercise)
     if expected is not None and exercise != expected:
         why = f"this notebook is {exercise}, not {expected}"
-        max_expected = float(len(checks.TASKS[expected]))
+        max_expected = _points(TASKS[expected])
         return dict(_error(path, why, max_expected, exercise), notes=notes)
-    tasks = checks.TASKS[exercise]
-    max_score = float(len(tasks))
+    tasks = TASKS[exercise]
+    max_score = _points(tasks)
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     flags = _red_flags(sources)
     registry = _registry if _registry is not None else _Registry()
@@ -276,7 +283,7 @@ def grade_notebook(path, timeout=DEFAULT_TIMEOUT, *, expected=None, limits=None,
             try:
                 died = session.start()
             except Exception as e:  # noqa: BLE001 - a kernel that cannot start, ...
-                why = f"could not run the notebook: {type(e).__name__}: {checks._one_line(e)}"
+                why = f"could not run the notebook: {type(e).__name__}: {engine.one_line(e)}"
                 return _error(path, why, max_score, exercise)
             if died is None:
                 break
@@ -312,20 +319,21 @@ def _grade_tasks(session, exercise, tasks, flags):
         why = f"the grader could not reach the notebook's functions ({e}): is a cell of it "
         why += "changing how IPython runs code?"
         return [
-            {"task": t.name, "passed": False, "score": 0.0, "max_score": 1.0, "feedback": why}
+            {
+                "task": t.name,
+                "passed": False,
+                "score": 0.0,
+                "max_score": float(getattr(t, "points", 1.0)),
+                "feedback": why,
+            }
             for t in tasks
         ]
     namespace = {name: value for name, (value, _) in found.items()}
     results = []
     for t in tasks:
         session.remote.violations = []
-        with checks.hidden_cases(secrets.randbits(63)):
-            try:
-                result = t.run(namespace)
-            except Exception as e:  # noqa: BLE001 - one broken task must not hide the others
-                result = checks._fail(f"{t.name}: the check itself failed ({e})")
-        if not isinstance(result, checks.CheckResult):
-            result = checks._fail(f"{t.name}: the check returned {type(result).__name__}")
+        with engine.hidden_cases(secrets.randbits(63)):
+            result = engine.run_task(t, namespace)
         # NB: only the task's own function counts (a backward task is not docked for the
         # forward it calls to make its cache: the forward's task is)
         used = {found[t.name][1]} if found.get(t.name, (None, None))[1] else set()
@@ -336,8 +344,8 @@ def _grade_tasks(session, exercise, tasks, flags):
             if who is own or not any(who is v for v in others)
         }
         used = sorted(used)
+        max_score = float(getattr(t, "points", 1.0))  # the task's, never the result's
         score = result.score if math.isfinite(result.score) else 0.0
-        max_score = 1.0
         score = min(max(float(score), 0.0), max_score)
         feedback = result.feedback
         passed = bool(result.passed) and score == max_score
@@ -512,7 +520,7 @@ def class_summary(results):
             f"  {exercise}: {len(rs)} notebook{'s' * (len(rs) != 1)}, {len(rs) - len(graded)} "
             "could not be graded"
         )
-        for t in checks.TASKS.get(exercise, []):
+        for t in TASKS.get(exercise, []):
             rows = [x for r in graded for x in r["tasks"] if x["task"] == t.name]
             passed = sum(x["passed"] for x in rows)
             mean = sum(x["score"] for x in rows) / len(rows) if rows else 0.0
