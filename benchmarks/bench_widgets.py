@@ -2,8 +2,11 @@
 
 Run: .venv/bin/python benchmarks/bench_widgets.py [--repeats 40] [--max-ms 100]
 Times the whole kernel-side path of one control move of every lesson's widget: the value
-changes, the observer recomputes what it needs, updates the artists, draws with Agg and encodes
-the PNG into the Image widget (the browser's share, sending and showing ~25 kB, is not included).
+changes, the observer recomputes what it needs, updates the artists, draws with Agg, encodes
+the PNG into the Image widget and, for the widgets with one, rewrites the caption line under the
+figure (the browser's share, sending and showing ~25 kB, is not included). Each PNG is rendered
+at the width it is shown at (bnlib.widgets), so its pixel count is the one the browser shows.
+Wall-clock times: on a machine busy with other work they grow with the load (see `uptime`).
 Lesson 1's `bn_explorer` and lesson 2's `RunningStatsExplorer` redraw live; lessons 3-5's
 widgets swap precomputed data or frames. The traces and runs lessons 3 feeds its widgets are
 small stand-ins here (a short training run), since their size does not change the redraw.

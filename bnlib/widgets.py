@@ -6,12 +6,22 @@ test. Speed comes from precomputing the samples, keeping one Figure and updating
 (`StepPatch.set_data`, `Line2D.set_data`, ...) instead of building a new one, and rendering at a
 modest dpi; benchmarks/bench_widgets.py measures the redraw.
 
+Each PNG is rendered at the pixel width it is shown at (figure width x dpi = the Image widget's CSS
+width, at most the notebook's width, about 964 px in JupyterLab at a 1280-px window), so the
+browser never stretches it (a VBox would otherwise stretch the image to the full width, softening
+it and enlarging its text). Words a learner reads on a widget (control and option labels, the
+caption line under or beside a figure, the text summary) go through `bnlib.i18n._` when they are
+shown, for the zh-TW edition; words inside a figure stay English (axis labels, panel titles and,
+in lesson 4's, the per-panel notes): matplotlib has no CJK font here, so anything longer is put in
+the caption (an HTML widget) instead.
+
 Displayed where no widget front end runs (nbconvert, nbval, a code host), an explorer shows as a
-text summary and the PNG of its current state.
+text summary and the PNG of its current state (with its caption, as HTML, where it has one).
 
 CSS classes, a contract with the browser tests: the explorer `bnlib-bn-explorer`; its sliders
 `bnlib-slider-gamma`, `bnlib-slider-beta`, `bnlib-slider-eps`, `bnlib-slider-batch`; the feature
-picker `bnlib-feature`; the figure (an Image widget) `bnlib-bn-figure`.
+picker `bnlib-feature`; the figure (an Image widget) `bnlib-bn-figure`. A caption line, where a
+widget has one: `bnlib-figure-caption`.
 """
 
 from __future__ import annotations
@@ -21,14 +31,16 @@ import io
 
 import numpy as np
 
+from bnlib.i18n import N_, _
 from bnlib.plots import STYLE
 
-__all__ = ["BNExplorer", "bn_explorer"]
+__all__ = ["BNExplorer", "bn_explorer", "png_width"]
 
 POOL = 512  # samples drawn once per feature; a batch of size N is the first N of them
 BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256, 512)
 BINS = 40
-DPI = 80
+DPI = 80  # the PNG is shown 1:1 (CSS px = PNG px), 80 px per figure inch like the lessons'
+# 12-inch static figures shown at the notebook's 964-px width; 10-pt text is 11 px high
 
 
 # --- shared by the explorers: a figure shown as an ipywidgets Image -----------------------
@@ -48,6 +60,45 @@ def _png(figure):
     return buf.getvalue()
 
 
+def png_width(png):
+    """The width in pixels of PNG bytes (read from the IHDR chunk)."""
+    if bytes(png[:8]) != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("png_width: expected PNG bytes")
+    return int.from_bytes(bytes(png[16:20]), "big")
+
+
+def _image(png, css_class):
+    """An Image widget showing `png` at its own pixel width: not stretched to the output area's
+    width by the VBox around it, and shrunk (keeping its aspect) only in a narrower window."""
+    import ipywidgets as w
+
+    layout = w.Layout(width=f"{png_width(png)}px", max_width="100%", height="auto")
+    return w.Image(value=png, format="png", layout=layout).add_class(css_class)
+
+
+def _caption(png):
+    """The text line under a figure (an HTML widget as wide as the figure, wrapping); set its
+    text with `_set_caption`."""
+    import ipywidgets as w
+
+    layout = w.Layout(width=f"{png_width(png)}px", max_width="100%")
+    return w.HTML(layout=layout).add_class("bnlib-figure-caption")
+
+
+def _set_caption(caption, text, legend=()):
+    """Show `text` (plain text, escaped here) in the caption line, after a legend drawn in HTML:
+    legend holds (color, label) pairs, each shown as a line of that color and the label."""
+    import html
+
+    keys = "".join(
+        f'<span style="white-space: nowrap; margin-right: 1.2em"><span style="color: {color}">'
+        f"&#9473;&#9473;</span> {html.escape(label)}</span>"
+        for color, label in legend
+    )
+    lines = "<br>".join(html.escape(line) for line in text.split("\n"))
+    caption.value = f"<div>{keys}{lines}</div>"
+
+
 class _PngWidget:
     """Shared display logic: a VBox `widget` with an Image `image`, and a text `summary()`; shown
     where no widget front end runs as the summary and the current figure (base64 PNG, as Jupyter
@@ -60,6 +111,12 @@ class _PngWidget:
         bundle = self.widget._repr_mimebundle_() or {}
         bundle["text/plain"] = self.summary()
         bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        if self.caption is not None:  # static views (nbconvert, slides) show the caption too
+            bundle["text/html"] = (
+                f'<div class="bnlib-static-figure"><img src="data:image/png;base64,'
+                f'{bundle["image/png"]}" style="width: {png_width(self.image.value)}px; '
+                f'max-width: 100%; height: auto" alt="">{self.caption.value}</div>'
+            )
         if include:
             bundle = {k: v for k, v in bundle.items() if k in include}
         if exclude:
@@ -77,8 +134,29 @@ class _PngWidget:
             ax = fig.subplots()
         return fig, ax
 
-    def _redraw(self, _=None):
+    caption = None  # the text line under the figure, for the widgets that have one
+
+    def caption_text(self):
+        """The caption line's text for the current controls (translated)."""
+        return ""
+
+    def caption_legend(self):
+        """(color, label) pairs shown as a legend at the start of the caption line."""
+        return ()
+
+    def _show(self, css_class):
+        """Render the current state; make `image` (and `caption`, if the widget has a
+        caption_text) for it."""
+        png = self.render()
+        self.image = _image(png, css_class)
+        if type(self).caption_text is not _PngWidget.caption_text:
+            self.caption = _caption(png)
+            _set_caption(self.caption, self.caption_text(), self.caption_legend())
+
+    def _redraw(self, _change=None):
         self.image.value = self.render()
+        if self.caption is not None:
+            _set_caption(self.caption, self.caption_text(), self.caption_legend())
 
 
 def _features(seed):
@@ -86,9 +164,9 @@ def _features(seed):
     rng = np.random.default_rng(seed)
     return {
         # Skewed and far from zero: normalization visibly moves and rescales it.
-        "skewed, offset": 3.0 + rng.lognormal(mean=0.0, sigma=0.5, size=POOL),
+        N_("skewed, offset"): 3.0 + rng.lognormal(mean=0.0, sigma=0.5, size=POOL),
         # A spread of 0.003 (variance 9e-6) is below sqrt(eps) for eps >= 1e-5: eps matters here.
-        "tiny spread (std 0.003)": 1.0 + 0.003 * rng.standard_normal(POOL),
+        N_("tiny spread (std 0.003)"): 1.0 + 0.003 * rng.standard_normal(POOL),
     }
 
 
@@ -109,10 +187,10 @@ class BNExplorer(_PngWidget):
         self.dpi = dpi
         common = dict(continuous_update=False, style={"description_width": "6.5em"})
         self.gamma = w.FloatSlider(
-            1.0, min=0.0, max=3.0, step=0.1, description="γ (gamma)", **common
+            1.0, min=0.0, max=3.0, step=0.1, description=_("γ (gamma)"), **common
         )
         self.beta = w.FloatSlider(
-            0.0, min=-3.0, max=3.0, step=0.1, description="β (beta)", **common
+            0.0, min=-3.0, max=3.0, step=0.1, description=_("β (beta)"), **common
         )
         self.eps = w.FloatLogSlider(
             1e-5,
@@ -120,15 +198,17 @@ class BNExplorer(_PngWidget):
             min=-8,
             max=0,
             step=0.5,
-            description="ε (eps)",
+            description=_("ε (eps)"),
             readout_format=".0e",
             **common,
         )
         self.batch_size = w.SelectionSlider(
-            options=BATCH_SIZES, value=64, description="batch N", **common
+            options=BATCH_SIZES, value=64, description=_("batch N"), **common
         )
-        self.feature = w.ToggleButtons(
-            options=list(self.features), value="skewed, offset", style={"button_width": "auto"}
+        self.feature = w.ToggleButtons(  # labels translated, values the features' keys
+            options=[(_(name), name) for name in self.features],
+            value="skewed, offset",
+            style={"button_width": "auto"},
         )
         for name, widget in [
             ("gamma", self.gamma),
@@ -139,15 +219,14 @@ class BNExplorer(_PngWidget):
             widget.add_class(f"bnlib-slider-{name}")
         self.feature.add_class("bnlib-feature")
         self._build_figure()
-        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-bn-figure")
-        self.image.layout.max_width = "100%"
+        self._show("bnlib-bn-figure")
         for widget in (self.gamma, self.beta, self.eps, self.batch_size, self.feature):
             widget.observe(self._on_change, names="value")
         self.widget = w.VBox(
             [
                 w.HBox([self.gamma, self.beta]),
                 w.HBox([self.eps, self.batch_size]),
-                w.HBox([w.Label("feature:"), self.feature]),
+                w.HBox([w.Label(_("feature:")), self.feature]),
                 self.image,
             ]
         ).add_class("bnlib-bn-explorer")
@@ -173,14 +252,26 @@ class BNExplorer(_PngWidget):
         """The current state in words: sliders, then mean and std of x, xhat and y."""
         s = self.stats()
         lines = [
-            f"BN explorer: feature '{self.feature.value}', batch N={self.batch_size.value}, "
-            f"gamma={self.gamma.value:g}, beta={self.beta.value:g}, eps={self.eps.value:.0e}",
+            _(
+                "BN explorer: feature '{feature}', batch N={n}, gamma={gamma:g}, beta={beta:g}, "
+                "eps={eps:.0e}"
+            ).format(
+                feature=_(self.feature.value),
+                n=self.batch_size.value,
+                gamma=self.gamma.value,
+                beta=self.beta.value,
+                eps=self.eps.value,
+            )
         ]
         for name, label in [("x", "x   "), ("xhat", "xhat"), ("y", "y   ")]:
             mean, std = s[name]
             mean = 0.0 if abs(mean) < 5e-5 else mean  # no "-0.0000" from rounding noise
-            lines.append(f"  {label}: mean {mean:8.4f}, std {std:7.4f}")
-        lines.append("(Run the notebook in Jupyter to move the sliders.)")
+            lines.append(
+                _("  {name}: mean {mean:8.4f}, std {std:7.4f}").format(
+                    name=label, mean=mean, std=std
+                )
+            )
+        lines.append(_("(Run the notebook in Jupyter to move the sliders.)"))
         return "\n".join(lines)
 
     # --- the picture -----------------------------------------------------------------------------
@@ -245,7 +336,7 @@ class BNExplorer(_PngWidget):
             self._artists, self.values(), [edges_x, *self._fixed_edges], strict=True
         ):
             # NB: values beyond the axis are counted in the edge bins, so no sample disappears.
-            counts, _ = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)
+            counts = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0]
             stairs.set_data(counts, edges)
             top = max(counts.max(), 1) * 1.35  # headroom for the mean and std
             mean, std = v.mean(), v.std()
@@ -269,7 +360,7 @@ class BNExplorer(_PngWidget):
         return _png(self.figure)  # one Agg pass; the layout was fixed once in _build_figure
 
     def _on_change(self, _change):
-        self.image.value = self.render()
+        self._redraw()
 
     def set(self, **values):
         """Move sliders from code, e.g. `explorer.set(gamma=2.0, batch_size=8)`; returns self.
@@ -343,14 +434,13 @@ class BatchNoiseExplorer(_PngWidget):
         self.batch_size = w.SelectionSlider(
             options=NOISE_BATCH_SIZES,
             value=2,
-            description="batch N",
+            description=_("batch N"),
             continuous_update=False,
             style={"description_width": "6.5em"},
         ).add_class("bnlib-slider-batch")
         self._build_figure()
-        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-noise-figure")
-        self.image.layout.max_width = "100%"
-        self.batch_size.observe(lambda _: setattr(self.image, "value", self.render()), "value")
+        self._show("bnlib-noise-figure")
+        self.batch_size.observe(self._redraw, "value")
         self.widget = w.VBox([self.batch_size, self.image]).add_class("bnlib-batch-noise")
 
     def spreads(self, batch_size=None):
@@ -362,10 +452,20 @@ class BatchNoiseExplorer(_PngWidget):
         n = self.batch_size.value
         s = self.spreads()
         return (
-            f"Batch noise explorer: N={n}, over {NOISE_TRIALS} batches: the batch mean varies by "
-            f"±{s['mean']:.3f} (1/sqrt(N) = {1 / np.sqrt(n):.3f}), the batch std by "
-            f"±{s['std']:.3f}, x̂ of the sample 2.0 by ±{s['xhat']:.3f} (population value 1).\n"
-            "(Run the notebook in Jupyter to move the slider.)"
+            _(
+                "Batch noise explorer: N={n}, over {trials} batches: the batch mean varies by "
+                "±{mean:.3f} (1/sqrt(N) = {expected:.3f}), the batch std by ±{std:.3f}, x̂ of the "
+                "sample 2.0 by ±{xhat:.3f} (population value 1)."
+            ).format(
+                n=n,
+                trials=NOISE_TRIALS,
+                mean=s["mean"],
+                expected=1 / np.sqrt(n),
+                std=s["std"],
+                xhat=s["xhat"],
+            )
+            + "\n"
+            + _("(Run the notebook in Jupyter to move the slider.)")
         )
 
     def _build_figure(self):
@@ -403,10 +503,11 @@ class BatchNoiseExplorer(_PngWidget):
     def _update_artists(self):
         values = self.samples[self.batch_size.value]
         for (ax, stairs, text, edges), v in zip(self._artists, values, strict=True):
-            counts, _ = np.histogram(v, bins=edges)  # values off the axis are not drawn
+            counts = np.histogram(v, bins=edges)[0]  # values off the axis are not drawn
             stairs.set_data(counts / len(v), edges)
             ax.set_ylim(0, max(counts.max() / len(v), 1e-3) * 1.25)
             off = np.mean((v < edges[0]) | (v > edges[-1]))
+            # NB: words in the figure (tests/test_lesson04_small_batches.py reads them)
             text.set_text(f"spread ±{v.std():.2f}" + (f"\n{off:.1%} off the axis" if off else ""))
 
     def render(self):
@@ -431,13 +532,13 @@ class LayerDistributionViewer(_PngWidget):
     inputs of that layer's nonlinearity over one training batch, all units together.
 
     The x axis of a layer spans the 0.5th to 99.5th percentile of its inputs over all models and
-    steps; values beyond it are not drawn (never piled into the end bins), and the figure says
-    which share of the batch is off the axis on each side.
+    steps; values beyond it are not drawn (never piled into the end bins), and the caption under
+    the figure says which share of the batch is off the axis on each side.
 
     traces: {model label: bnlib.hooks.Trace} recorded by trace_training with the same layers and
     keep_every. Everything is precomputed; a redraw swaps the histogram's data.
     CSS classes: `bnlib-layer-viewer`, `bnlib-layer`, `bnlib-model`, `bnlib-slider-step`,
-    `bnlib-layer-figure`.
+    `bnlib-layer-figure`, its caption `bnlib-figure-caption`.
     """
 
     def __init__(self, traces, dpi=DPI, bins=60):
@@ -451,36 +552,34 @@ class LayerDistributionViewer(_PngWidget):
             values = np.concatenate([t.snapshots[name].ravel() for t in self.traces.values()])
             lo, hi = np.percentile(values, [0.5, 99.5])
             self.edges[name] = np.linspace(lo, hi, bins + 1)
-        labels = [f"layer {i + 1}" for i in range(len(self.layer_names))]
+        labels = [_("layer {i}").format(i=i + 1) for i in range(len(self.layer_names))]
         self.layer = w.Dropdown(
             options=list(zip(labels, self.layer_names, strict=True)),
             value=self.layer_names[-1],
-            description="layer",
+            description=_("layer"),
         ).add_class("bnlib-layer")
-        self.model = w.ToggleButtons(options=list(self.traces), description="model").add_class(
-            "bnlib-model"
-        )
+        # the model labels are the caller's (the notebook shows them in its own language)
+        self.model = w.ToggleButtons(options=list(self.traces), description=_("model"))
+        self.model.add_class("bnlib-model")
         self.step = w.SelectionSlider(
             options=[int(s) for s in first.snapshot_steps],
             value=int(first.snapshot_steps[-1]),
-            description="step",
+            description=_("step"),
             continuous_update=False,
         ).add_class("bnlib-slider-step")
-        fig, self.ax = self._figure((6.4, 2.8))
+        fig, self.ax = self._figure((10.0, 2.8))  # 800 x 224 px
         edges = self.edges[self.layer.value]
         self.stairs = self.ax.stairs(np.zeros(len(edges) - 1), edges, fill=True, alpha=0.8)
-        self.lines = [self.ax.axvline(0, color="k", linestyle=":", linewidth=1) for _ in first.q]
-        self.off_axis = self.ax.text(
-            0.99, 0.97, "", transform=self.ax.transAxes, ha="right", va="top", fontsize=8
-        )
+        self.lines = [self.ax.axvline(0, color="k", linestyle=":", linewidth=1) for _q in first.q]
         self.ax.set_xlabel("input to the nonlinearity")
         self.ax.set_ylabel("share of values")
         self.figure = fig
-        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-layer-figure")
-        self.image.layout.max_width = "100%"
+        self._show("bnlib-layer-figure")
         for control in (self.layer, self.model, self.step):
             control.observe(self._redraw, "value")
-        self.widget = w.VBox([w.HBox([self.layer, self.step]), self.model, self.image])
+        self.widget = w.VBox(
+            [w.HBox([self.layer, self.step]), self.model, self.image, self.caption]
+        )
         self.widget.add_class("bnlib-layer-viewer")
 
     def values(self):
@@ -493,71 +592,87 @@ class LayerDistributionViewer(_PngWidget):
         trace = self.traces[self.model.value]
         pct = np.percentile(self.values(), trace.q)
         return (
-            f"Layer distribution viewer: {self.model.value}, {self.layer.label}, step "
-            f"{self.step.value}: percentiles {trace.q} of the inputs = "
-            + ", ".join(f"{p:.2f}" for p in pct)
-            + ".\n(Run the notebook in Jupyter to change layer, model and step.)"
+            _(
+                "Layer distribution viewer: {model}, {layer}, step {step}: percentiles {q} of the "
+                "inputs = {values}."
+            ).format(
+                model=self.model.value,
+                layer=self.layer.label,
+                step=self.step.value,
+                q=trace.q,
+                values=", ".join(f"{p:.2f}" for p in pct),
+            )
+            + "\n"
+            + _("(Run the notebook in Jupyter to change layer, model and step.)")
         )
+
+    def caption_text(self):
+        """What is shown, the percentiles drawn dotted, and the share of values off the axis."""
+        trace = self.traces[self.model.value]
+        edges, values = self.edges[self.layer.value], self.values().ravel()
+        text = _("{model}, {layer}, step {step}. Dotted lines: the {q} percentiles.").format(
+            model=self.model.value,
+            layer=self.layer.label,
+            step=self.step.value,
+            q=", ".join(map(str, trace.q)),
+        )
+        below, above = np.mean(values < edges[0]), np.mean(values > edges[-1])
+        if below or above:
+            text += " " + _(
+                "Off the axis (not drawn): {below:.1%} below, {above:.1%} above."
+            ).format(below=below, above=above)
+        return text
 
     def render(self):
         """Redraw for the current choices; returns PNG bytes."""
         edges = self.edges[self.layer.value]
         values = self.values().ravel()
-        counts, _ = np.histogram(values, bins=edges)  # values off the axis are not counted
-        below, above = np.mean(values < edges[0]), np.mean(values > edges[-1])
-        self.off_axis.set_text(
-            f"off the axis (not drawn): {below:.1%} below, {above:.1%} above"
-            if below or above
-            else ""
-        )
+        counts = np.histogram(values, bins=edges)[0]  # values off the axis are not counted
         self.stairs.set_data(counts / len(values), edges)
         self.ax.set_xlim(edges[0], edges[-1])
         self.ax.set_ylim(0, max(counts.max() / len(values), 1e-3) * 1.15)
         trace = self.traces[self.model.value]
         for line, p in zip(self.lines, np.percentile(values, trace.q), strict=True):
             line.set_xdata([p, p])
-        self.ax.set_title(
-            f"{self.model.value}, {self.layer.label}, step {self.step.value} "
-            f"(dotted: percentiles {', '.join(map(str, trace.q))})",
-            fontsize=10,
-        )
         return _png(self.figure)
 
 
 class LearningRateSelector(_PngWidget):
     """A learning-rate slider over precomputed runs: test accuracy against training steps, one
-    line per model kind. runs: {(kind, lr): History} as returned by bnlib.train.lr_sweep.
-    CSS classes: `bnlib-lr-selector`, `bnlib-slider-lr`, `bnlib-lr-figure`.
+    line per model kind. runs: {(kind, lr): History} as returned by bnlib.train.lr_sweep;
+    labels: {kind: the name shown for it}, in the notebook's language (the legend is HTML, in
+    the caption line under the figure, so any script shows).
+    CSS classes: `bnlib-lr-selector`, `bnlib-slider-lr`, `bnlib-lr-figure`, its caption
+    `bnlib-figure-caption`.
     """
 
     def __init__(self, runs, labels=None, dpi=DPI):
         import ipywidgets as w
 
         self.runs, self.dpi = dict(runs), dpi
-        self.kinds = list(dict.fromkeys(k for k, _ in self.runs))
-        self.lrs = sorted({lr for _, lr in self.runs})
+        self.kinds = list(dict.fromkeys(k for k, _lr in self.runs))
+        self.lrs = sorted({lr for _kind, lr in self.runs})
         self.labels = labels or {k: k for k in self.kinds}
         self.lr = w.SelectionSlider(
             options=self.lrs,
             value=self.lrs[len(self.lrs) // 2],
-            description="learning rate",
+            description=_("learning rate"),
             continuous_update=False,
             style={"description_width": "7em"},
         ).add_class("bnlib-slider-lr")
-        fig, self.ax = self._figure((6.4, 3.0))
+        fig, self.ax = self._figure((8.0, 3.0))  # 640 x 240 px
         last = max(h.steps[-1] for h in self.runs.values())
-        self.lines = {k: self.ax.plot([], [], label=self.labels[k])[0] for k in self.kinds}
+        self.lines = {k: self.ax.plot([], [])[0] for k in self.kinds}
         self.ax.set_xlim(0, last)
         self.ax.set_ylim(0, 1.02)
         self.ax.axhline(0.1, color="0.6", linestyle=":", linewidth=1)
         self.ax.set_xlabel("training step")
         self.ax.set_ylabel("test accuracy")
-        self.ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # never over a curve
         self.figure = fig
-        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-lr-figure")
-        self.image.layout.max_width = "100%"
+        self._show("bnlib-lr-figure")
+        fig.set_layout_engine("none")  # laid out once: a redraw only swaps the lines' data
         self.lr.observe(self._redraw, "value")
-        self.widget = w.VBox([self.lr, self.image]).add_class("bnlib-lr-selector")
+        self.widget = w.VBox([self.lr, self.image, self.caption]).add_class("bnlib-lr-selector")
 
     def summary(self):
         lr = self.lr.value
@@ -566,17 +681,25 @@ class LearningRateSelector(_PngWidget):
         )
         last = max(self.runs[k, lr].steps[-1] for k in self.kinds)
         return (
-            f"Learning-rate selector: lr={lr:g}, test accuracy at the last evaluation (step "
-            f"{last}): {finals}.\n"
-            "(Run the notebook in Jupyter to move the slider.)"
+            _(
+                "Learning-rate selector: lr={lr:g}, test accuracy at the last evaluation (step "
+                "{step}): {finals}."
+            ).format(lr=lr, step=last, finals=finals)
+            + "\n"
+            + _("(Run the notebook in Jupyter to move the slider.)")
         )
+
+    def caption_text(self):
+        return _("Learning rate {lr:g}. Dotted: chance (10%).").format(lr=self.lr.value)
+
+    def caption_legend(self):
+        return [(line.get_color(), self.labels[k]) for k, line in self.lines.items()]
 
     def render(self):
         """Redraw for the current learning rate; returns PNG bytes."""
         for kind, line in self.lines.items():
             h = self.runs[kind, self.lr.value]
             line.set_data(h.steps, h.test_acc)
-        self.ax.set_title(f"learning rate {self.lr.value:g} (dotted: chance)", fontsize=10)
         return _png(self.figure)
 
 
@@ -588,6 +711,7 @@ RUNNING_MOMENTA = (0.01, 0.03, 0.1, 0.3, 1.0, None)  # None: the cumulative aver
 RUNNING_BATCHES = (2, 4, 8, 16, 32, 64, 128)
 RUNNING_STEPS = 300
 POPULATION = (2.0, 4.0)  # the feature's population mean and variance
+CUMULATIVE = N_("None (cumulative)")  # the label of momentum=None
 
 
 def running_stats_traces(momentum, batch_size, steps=RUNNING_STEPS, seed=0, unbiased=True):
@@ -615,7 +739,7 @@ class RunningStatsExplorer(_PngWidget):
 
     Every combination is precomputed (`running_stats_traces`); a redraw swaps line data.
     CSS classes: `bnlib-running-stats`, `bnlib-slider-momentum`, `bnlib-slider-batch`,
-    `bnlib-running-figure`.
+    `bnlib-running-figure`, its caption `bnlib-figure-caption`.
     """
 
     def __init__(self, seed=0, dpi=DPI):
@@ -628,20 +752,18 @@ class RunningStatsExplorer(_PngWidget):
             for n in RUNNING_BATCHES
         }
         # NB: a selection widget takes the value None for "nothing selected": use a string
-        labels = [
-            ("None (cumulative)", "None") if m is None else (f"{m:g}", m) for m in RUNNING_MOMENTA
-        ]
+        labels = [(_(CUMULATIVE), "None") if m is None else (f"{m:g}", m) for m in RUNNING_MOMENTA]
         self.momentum = w.SelectionSlider(
             options=labels,
             value=0.1,
-            description="momentum",
+            description=_("momentum"),
             continuous_update=False,
             style={"description_width": "6.5em"},
         ).add_class("bnlib-slider-momentum")
         self.batch_size = w.SelectionSlider(
             options=RUNNING_BATCHES,
             value=8,
-            description="batch N",
+            description=_("batch N"),
             continuous_update=False,
             style={"description_width": "6.5em"},
         ).add_class("bnlib-slider-batch")
@@ -666,13 +788,11 @@ class RunningStatsExplorer(_PngWidget):
             ax.set_ylabel(name)
             self.lines.append(line)
         self.axes, self.figure = axes, fig
-        self.render()
+        self._show("bnlib-running-figure")
         fig.set_layout_engine("none")  # laid out once: later redraws only swap the lines' data
-        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-running-figure")
-        self.image.layout.max_width = "100%"
         self.momentum.observe(self._redraw, "value")
         self.batch_size.observe(self._redraw, "value")
-        self.widget = w.VBox([self.momentum, self.batch_size, self.image]).add_class(
+        self.widget = w.VBox([self.momentum, self.batch_size, self.image, self.caption]).add_class(
             "bnlib-running-stats"
         )
 
@@ -694,23 +814,31 @@ class RunningStatsExplorer(_PngWidget):
     def summary(self):
         m, n = self._momentum(), self.batch_size.value
         e_mean, e_var = self.errors()
-        label = "None (cumulative)" if m is None else f"{m:g}"
+        label = _(CUMULATIVE) if m is None else f"{m:g}"
         return (
-            f"Running statistics explorer: momentum={label}, batch N={n}: over the last 100 of "
-            f"{RUNNING_STEPS} steps the running mean is off by {e_mean:.3f} (rms; population 2) "
-            f"and the running variance by {e_var:.3f} (population 4).\n"
-            "(Run the notebook in Jupyter to move the sliders.)"
+            _(
+                "Running statistics explorer: momentum={momentum}, batch N={n}: over the last 100 "
+                "of {steps} steps the running mean is off by {mean:.3f} (rms; population 2) and "
+                "the running variance by {var:.3f} (population 4)."
+            ).format(momentum=label, n=n, steps=RUNNING_STEPS, mean=e_mean, var=e_var)
+            + "\n"
+            + _("(Run the notebook in Jupyter to move the sliders.)")
         )
+
+    def caption_text(self):
+        e_mean, e_var = self.errors()
+        return _(
+            "Over the last 100 steps the running mean is off by {mean:.2f} and the running "
+            "variance by {var:.2f} (root mean square). Dotted: the population's mean 2 and "
+            "variance 4."
+        ).format(mean=e_mean, var=e_var)
 
     def render(self):
         """Redraw for the current sliders; returns PNG bytes."""
-        rm, rv = self.traces[self._momentum(), self.batch_size.value]
-        e_mean, e_var = self.errors()
-        for line, values, ax, e in zip(
-            self.lines, (rm, rv), self.axes, (e_mean, e_var), strict=True
+        for line, values in zip(
+            self.lines, self.traces[self._momentum(), self.batch_size.value], strict=True
         ):
             line.set_ydata(values)
-            ax.set_title(f"last 100 steps: off by {e:.2f} (rms); dotted: population", fontsize=9)
         return _png(self.figure)
 
 
@@ -721,10 +849,10 @@ __all__ += ["NormGroupExplorer"]
 _CUBE_SHAPE = (4, 6, 2, 3)  # (N, C, H, W): small enough to see every cell
 _CUBE_INDEX = (1, 2, 0, 0)  # the value whose statistics group is highlighted
 _GROUPINGS = {  # what each method computes statistics over, and how many pairs for _CUBE_SHAPE
-    "BN": ("(N, H, W): one channel, every sample", lambda N, C, G: C),
-    "LN": ("(C, H, W): one sample, every channel", lambda N, C, G: N),
-    "IN": ("(H, W): one sample, one channel", lambda N, C, G: N * C),
-    "GN": ("(C/G, H, W): one sample, one group of channels", lambda N, C, G: N * G),
+    "BN": (N_("(N, H, W): one channel, every sample"), lambda N, C, G: C),
+    "LN": (N_("(C, H, W): one sample, every channel"), lambda N, C, G: N),
+    "IN": (N_("(H, W): one sample, one channel"), lambda N, C, G: N * C),
+    "GN": (N_("(C/G, H, W): one sample, one group of channels"), lambda N, C, G: N * G),
 }
 
 
@@ -732,10 +860,11 @@ class NormGroupExplorer(_PngWidget):
     """Pick a normalization (BN, LN, IN, GN) and GN's number of groups G: the cube of an
     (N, C, H, W) activation with the values that share one mean and variance highlighted (found
     from bnlib.functional's implementation, `bnlib.plots.shared_statistics`), and the statistics
-    themselves. All frames are rendered once, up front; a redraw swaps the image. The G slider
-    is disabled unless GN is picked (BN, LN and IN have no groups).
+    themselves, in words beside the cube (the caption). All frames are rendered once, up front; a
+    redraw swaps the image. The G slider is disabled unless GN is picked (BN, LN and IN have no
+    groups).
     CSS classes: `bnlib-norm-groups`, `bnlib-norm-method`, `bnlib-slider-groups`,
-    `bnlib-norm-figure`.
+    `bnlib-norm-figure`, its caption `bnlib-figure-caption`.
     """
 
     GROUPS = (1, 2, 3, 6)
@@ -754,23 +883,25 @@ class NormGroupExplorer(_PngWidget):
             for g in self.GROUPS if method == "GN" else (2,):
                 self.frames[method, g] = self._render_frame(method, g)
         self.method = w.ToggleButtons(
-            options=list(_GROUPINGS), value="BN", description="method"
+            options=list(_GROUPINGS), value="BN", description=_("method")
         ).add_class("bnlib-norm-method")
         self.groups = w.SelectionSlider(
             options=self.GROUPS,
             value=2,
-            description="G (GN)",
+            description=_("G (GN)"),
             disabled=True,  # G only means something for GN: enabled when GN is picked
             continuous_update=False,
             style={"description_width": "6.5em"},
         ).add_class("bnlib-slider-groups")
-        self.image = w.Image(value=self.render(), format="png").add_class("bnlib-norm-figure")
-        self.image.layout.max_width = "100%"
+        self._show("bnlib-norm-figure")
+        self.caption.layout = w.Layout(width="26em", max_width="100%", margin="1.5em 0 0 1em")
         self.method.observe(self._on_method, "value")
         self.groups.observe(self._redraw, "value")
-        self.widget = w.VBox([self.method, self.groups, self.image]).add_class("bnlib-norm-groups")
+        self.widget = w.VBox(
+            [self.method, self.groups, w.HBox([self.image, self.caption])]
+        ).add_class("bnlib-norm-groups")
 
-    def _on_method(self, _=None):
+    def _on_method(self, _change=None):
         self.groups.disabled = self.method.value != "GN"
         self._redraw()
 
@@ -794,38 +925,56 @@ class NormGroupExplorer(_PngWidget):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        from bnlib.plots import NORM_FUNCTIONS, shared_statistics, tensor_cube
+        from bnlib.plots import shared_statistics, tensor_cube
 
         mask = shared_statistics(method, _CUBE_SHAPE, _CUBE_INDEX, groups)
-        m, pairs, mean, var = self.statistics(method, groups)
-        N, C, H, W = _CUBE_SHAPE
+        N, C = _CUBE_SHAPE[:2]
         with mpl.rc_context(STYLE):
-            fig = Figure(figsize=(8.0, 3.0), dpi=self.dpi)
+            fig = Figure(figsize=(3.6, 3.0), dpi=self.dpi)  # 288 x 240 px
             FigureCanvasAgg(fig)
-            ax = fig.add_axes((0.0, 0.06, 0.42, 0.94), projection="3d")
+            ax = fig.add_axes((0.0, 0.07, 1.0, 0.85), projection="3d")
             tensor_cube(ax, mask.reshape(N, C, -1), see_through=True)
-            name = NORM_FUNCTIONS[method][0] + (f", G={groups}" if method == "GN" else "")
-            lines = [
-                name,
-                "",
-                "statistics over " + _GROUPINGS[method][0].replace(": ", ":\n    "),
-                f"values sharing one mean and variance: {m}",
-                f"(mean, variance) pairs for this ({N}, {C}, {H}, {W}) input: {pairs}",
-                "",
-                f"the blue group: mean {mean:+.2f}, variance {var:.2f}",
-                "depends on the other samples: " + ("yes" if method == "BN" else "no"),
-            ]
-            fig.text(0.44, 0.9, "\n".join(lines), va="top", fontsize=9.5, linespacing=1.45)
+            label = f"GN, G={groups}" if method == "GN" else method  # no words: any language
+            fig.text(0.5, 0.97, label, ha="center", va="top", fontsize=11)
         return _png(fig)
+
+    def caption_text(self):
+        """The current method's statistics, in words (shown beside the cube)."""
+        from bnlib.plots import NORM_FUNCTIONS
+
+        method, groups = self._key()
+        m, pairs, mean, var = self.statistics()
+        name = NORM_FUNCTIONS[method][0] + (f", G={groups}" if method == "GN" else "")
+        return "\n".join(
+            [
+                name,
+                _("statistics over {axes}").format(axes=_(_GROUPINGS[method][0])),
+                _("values sharing one mean and variance: {m}").format(m=m),
+                _("(mean, variance) pairs for this {shape} input: {pairs}").format(
+                    shape=_CUBE_SHAPE, pairs=pairs
+                ),
+                _("the blue group: mean {mean:+.2f}, variance {var:.2f}").format(
+                    mean=mean, var=var
+                ),
+                _("depends on the other samples: yes")
+                if method == "BN"
+                else _("depends on the other samples: no"),
+            ]
+        )
 
     def summary(self):
         method, groups = self._key()
         m, pairs, mean, var = self.statistics()
-        label = f"GN with G={groups}" if method == "GN" else method
+        label = _("GN with G={groups}").format(groups=groups) if method == "GN" else method
         return (
-            f"Normalization groups explorer: {label}: statistics over {_GROUPINGS[method][0]}; "
-            f"{m} values share each mean; {pairs} (mean, variance) pairs for an input of shape "
-            f"{_CUBE_SHAPE}.\n(Run the notebook in Jupyter to use the controls.)"
+            _(
+                "Normalization groups explorer: {method}: statistics over {axes}; {m} values "
+                "share each mean; {pairs} (mean, variance) pairs for an input of shape {shape}."
+            ).format(
+                method=label, axes=_(_GROUPINGS[method][0]), m=m, pairs=pairs, shape=_CUBE_SHAPE
+            )
+            + "\n"
+            + _("(Run the notebook in Jupyter to use the controls.)")
         )
 
     def render(self):

@@ -1,13 +1,28 @@
 """bnlib.widgets.bn_explorer: builds, redraws when a slider moves, agrees with the reference;
-NormGroupExplorer: its G slider is live for GN only."""
+NormGroupExplorer: its G slider is live for GN only. Every figure widget: its PNG is shown at its
+own pixel width, and every word it shows goes through bnlib.i18n."""
 
 import base64
+import html
+import re
 
 import numpy as np
 import pytest
+import torch
 
 from bnlib import functional as F
-from bnlib.widgets import BATCH_SIZES, NormGroupExplorer, bn_explorer
+from bnlib.hooks import trace_training
+from bnlib.train import lr_sweep, mlp
+from bnlib.widgets import (
+    BATCH_SIZES,
+    BatchNoiseExplorer,
+    LayerDistributionViewer,
+    LearningRateSelector,
+    NormGroupExplorer,
+    RunningStatsExplorer,
+    bn_explorer,
+    png_width,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY = "tiny spread (std 0.003)"
@@ -118,3 +133,136 @@ def test_groups_slider_is_enabled_for_gn_only():
         explorer.method.value = method
         assert explorer.groups.disabled
         assert explorer.image.value == explorer.frames[method, 2]
+
+
+# --- every figure widget: shown at its PNG's pixel width; every word it shows is translatable ----
+
+
+@pytest.fixture(scope="module")
+def lesson3_inputs(data):
+    """Tiny stand-ins for lesson 3's traced runs and learning-rate sweep (their size does not
+    matter to the widgets)."""
+    traces = {}
+    for kind in ("none", "bn"):
+        torch.manual_seed(0)
+        model = mlp((64, 8, 8, 10), norm=kind, activation="sigmoid")
+        traces[f"model {kind}"] = trace_training(
+            model, data, steps=20, batch_size=16, keep_every=5
+        )[1]
+    runs = lr_sweep(
+        lambda kind: mlp((64, 8, 10), norm=kind),
+        ("none", "bn"),
+        (0.05, 0.1),
+        data,
+        steps=10,
+        batch_size=16,
+        eval_every=5,
+    )
+    return traces, runs
+
+
+def _all_widgets(lesson3_inputs):
+    traces, runs = lesson3_inputs
+    return {
+        "BNExplorer": bn_explorer(),
+        "RunningStatsExplorer": RunningStatsExplorer(),
+        "LayerDistributionViewer": LayerDistributionViewer(traces),
+        "LearningRateSelector": LearningRateSelector(
+            runs, labels={"none": "label none", "bn": "label bn"}
+        ),
+        "BatchNoiseExplorer": BatchNoiseExplorer(),
+        "NormGroupExplorer": NormGroupExplorer(),
+    }
+
+
+def test_every_figure_is_shown_at_the_pixel_width_it_is_rendered_at(lesson3_inputs):
+    """A PNG stretched by the browser is soft and its text oversized: the Image widget's CSS
+    width is the PNG's own width (figure width x dpi), and it fits JupyterLab's ~964-px column."""
+    for name, explorer in _all_widgets(lesson3_inputs).items():
+        png = bytes(explorer.image.value)
+        width = png_width(png)
+        figure = getattr(explorer, "figure", None)
+        if figure is not None:  # NormGroupExplorer keeps only its frames' PNGs
+            assert width == round(figure.get_figwidth() * figure.dpi), name
+        layout = explorer.image.layout
+        assert (layout.width, layout.max_width, layout.height) == (f"{width}px", "100%", "auto")
+        assert 250 <= width <= 964, f"{name}: {width} px"
+        if explorer.caption is not None:
+            assert explorer.caption.layout.max_width == "100%", name
+
+
+def test_png_width_reads_the_header():
+    assert png_width(base64.b64decode(PNG_1x1)) == 1
+    with pytest.raises(ValueError, match="PNG"):
+        png_width(b"GIF89a" + bytes(20))
+
+
+PNG_1x1 = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+class _Pseudo(dict):
+    """A catalogue that 'translates' every message to ⟦message⟧, so an untranslated word shows."""
+
+    def get(self, message, default=None):
+        return f"⟦{message}⟧"
+
+
+def _texts(widget):
+    """(kind, text) of everything a learner reads on a widget tree: descriptions, labels,
+    option labels and HTML captions (tags stripped)."""
+    import ipywidgets as w
+
+    out = []
+    if getattr(widget, "description", ""):
+        out.append(("description", widget.description))
+    if isinstance(widget, w.Label):
+        out.append(("label", widget.value))
+    if isinstance(widget, w.HTML):
+        out.append(("caption", re.sub(r"<[^>]*>", "\n", html.unescape(widget.value))))
+    for label in getattr(widget, "_options_labels", ()):
+        out.append(("option", label))
+    for child in getattr(widget, "children", ()):
+        out.extend(_texts(child))
+    return out
+
+
+def test_every_word_a_widget_shows_goes_through_the_translation(monkeypatch, lesson3_inputs):
+    """Under a pseudo-catalogue every text with words is bracketed: the widgets translate their
+    labels when they are built and their captions when they redraw, not at import time. Numbers,
+    symbols, BN/LN/IN/GN and the caller's own labels (the notebook's language) stay as they are.
+    """
+    from bnlib import i18n
+
+    monkeypatch.setattr(i18n, "_translations", lambda language: _Pseudo())
+    callers = {"model none", "model bn", "label none", "label bn", "BN", "LN", "IN", "GN"}
+    names = ("Batch Norm", "Layer Norm", "Instance Norm", "Group Norm")  # lesson 5's caption
+    for name, explorer in _all_widgets(lesson3_inputs).items():
+        texts = _texts(explorer.widget)
+        assert texts, name
+        for kind, text in texts:
+            for piece in filter(None, (p.strip() for p in text.split("\n"))):
+                if re.search(r"[A-Za-z]{2}", piece) and piece not in callers:
+                    if kind == "caption" and piece.startswith(names):
+                        continue  # the method's name (bnlib.plots.NORM_FUNCTIONS), a proper name
+                    assert "⟦" in piece, f"{name}: {kind} {piece!r} is not translated"
+        assert explorer.summary().startswith("⟦"), name
+
+
+def test_lesson3_captions_follow_the_controls(lesson3_inputs):
+    traces, runs = lesson3_inputs
+    viewer = LayerDistributionViewer(traces)
+    before = viewer.caption.value
+    viewer.step.value = 6
+    assert "step 6" in viewer.caption.value and viewer.caption.value != before
+    assert "step 6" in viewer._repr_mimebundle_()["text/html"]
+    selector = LearningRateSelector(runs, labels={"none": "plain", "bn": "with BN"})
+    selector.lr.value = 0.05
+    caption = selector.caption.value
+    assert "Learning rate 0.05" in caption and "plain" in caption and "with BN" in caption
+    for line in selector.lines.values():  # the legend: each curve's color beside its label
+        assert line.get_color() in caption
+    bundle = selector._repr_mimebundle_()
+    assert base64.b64encode(selector.image.value).decode() in bundle["text/html"]

@@ -218,13 +218,15 @@ DEPTHS = (5, 10, 20, 30, 50)
 
 
 def deep_relu(kind, depth, seed=0, width=128):
-    """A plain (no skip connections) ReLU MLP with He initialization and zero biases."""
+    """A plain (no skip connections) ReLU MLP with He initialization and zero biases (the layers
+    followed by BN have none: bnlib.train.mlp leaves them out)."""
     torch.manual_seed(seed)
     model = mlp((64,) + (width,) * depth + (10,), norm=kind, activation="relu")
     for layer in model.modules():
         if isinstance(layer, nn.Linear):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     return model
 
 
