@@ -1,10 +1,10 @@
-"""Checks of exercise 5 (the normalization family): layer norm forward and backward, group norm
-and instance norm forward, in numpy.
+"""Checks of exercise 5 (the normalization family): layer norm and RMSNorm forward and backward,
+group norm and instance norm forward, in numpy.
 
 Built on bnlib.checks' machinery: hidden cases, named likely mistakes, never raises.
 Shape legend: N batch, D features, C channels, G groups, H, W spatial.
-References: Ba et al. 2016 (arXiv 1607.06450); Ulyanov et al. 2016 (arXiv 1607.08022);
-Wu & He 2018 (arXiv 1803.08494), Fig. 2 and the code of §3.1.
+References: Ba et al. 2016 (arXiv 1607.06450); Zhang & Sennrich 2019 (arXiv 1910.07467);
+Ulyanov et al. 2016 (arXiv 1607.08022); Wu & He 2018 (arXiv 1803.08494), Fig. 2 and §3.1.
 """
 
 from __future__ import annotations
@@ -41,13 +41,19 @@ from bnlib.checks import (
 __all__ = [
     "LAYERNORM_MISTAKES",
     "LAYERNORM_BACKWARD_MISTAKES",
+    "RMSNORM_MISTAKES",
+    "RMSNORM_BACKWARD_MISTAKES",
     "GROUPNORM_MISTAKES",
     "INSTANCENORM_MISTAKES",
     "layernorm_reference",
+    "rmsnorm_reference",
+    "rmsnorm_backward_reference",
     "groupnorm_reference",
     "instancenorm_reference",
     "check_layernorm_forward",
     "check_layernorm_backward",
+    "check_rmsnorm_forward",
+    "check_rmsnorm_backward",
     "check_groupnorm_forward",
     "check_instancenorm_forward",
 ]
@@ -162,13 +168,15 @@ def _ln_cases():
     ]
 
 
-def _forward_outcome(fn, case, budget, label, reference, catalogue):
+def _forward_outcome(fn, case, budget, label, reference, catalogue, inputs=("x", "gamma", "beta")):
+    """One case of a forward check; `inputs` are the array arguments, first, in order."""
     args = case.args()
     try:
         out, _ = _unpack(_call(fn, args, budget, label), ("out", "cache"), label)
     except _CallError as e:
         return _Outcome(case, str(e))
-    modified = _modified(label, ("x", "gamma", "beta"), (case.x, case.gamma, case.beta), args[:3])
+    originals = tuple(getattr(case, name) for name in inputs)
+    modified = _modified(label, inputs, originals, args[: len(inputs)])
     if modified:
         return _Outcome(case, modified)
     want = reference(*case.ref_args())
@@ -178,7 +186,9 @@ def _forward_outcome(fn, case, budget, label, reference, catalogue):
     hints = []
     if isinstance(out, np.ndarray):
         hints = matching_mistakes(out, catalogue, *case.ref_args(), reference=want)
-    return _Outcome(case, problem or _mismatch("out", out, want), {"out": hints})
+    # NB: a named mistake that differs by little (eps outside the root) is no float32 rounding
+    reason = problem or _mismatch("out", out, want, float32_note=not hints)
+    return _Outcome(case, reason, {"out": hints})
 
 
 def _run(fn, label, cases, reference, catalogue):
@@ -311,6 +321,298 @@ def check_layernorm_backward(layernorm_forward, layernorm_backward) -> CheckResu
     return _summary(label, outcomes, len(cases), LAYERNORM_BACKWARD_MISTAKES, notes=notes)
 
 
+# --- RMSNorm -------------------------------------------------------------------------------------
+
+
+def _rms_denominator(x, eps, variant):
+    """What x is divided by: sqrt(mean(x**2) + eps) per sample, or a known mistake's version."""
+    v = variant
+    axis = 0 if v == "batch_axis" else 1
+    square = x**2
+    ms = square.sum(axis=axis, keepdims=True) if v == "sum" else square.mean(axis, keepdims=True)
+    if v == "eps_outside":
+        return np.sqrt(ms) + eps
+    if v == "no_sqrt":
+        return ms + eps
+    if v == "std":  # np.std / np.var subtract the mean inside
+        return np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    if v in ("abs_mean", "abs_mean_inside"):
+        m = np.abs(x).mean(axis=1, keepdims=True)
+        return m + eps if v == "abs_mean" else np.sqrt(m**2 + eps)
+    return np.sqrt(ms + eps)
+
+
+def rmsnorm_reference(x, gamma, eps=1e-5, *, variant=None):
+    """RMSNorm of x: out = x / sqrt(mean(x**2) + eps) * gamma, per sample over its D features.
+
+    No mean is subtracted and there is no beta. x: (N, D); gamma: (D,); float64 in and out.
+    torch.nn.functional.rms_norm(x, (D,), gamma, eps) computes the same (tests/test_checks_ex05.py).
+    variant: the output of a known mistake instead. Zhang & Sennrich 2019, arXiv 1910.07467.
+    """
+    v = variant
+    if v == "layer":  # layer norm without beta: the mean subtracted
+        xhat = _standardize(x, 1, eps)
+    else:
+        xhat = x / _rms_denominator(x, eps, v)  # (N, D)
+    return xhat if v == "no_gamma" else xhat * gamma
+
+
+def _rms(variant):
+    return lambda x, g, eps: rmsnorm_reference(x, g, eps, variant=variant)
+
+
+_ABS_MEAN = (
+    "the mean of |x| was used where the root mean square belongs: divide by "
+    "sqrt(mean(x**2) + eps), the square root of the mean of the SQUARES"
+)
+RMSNORM_MISTAKES = [
+    Mistake(
+        "the mean was subtracted: that is layer norm. RMSNorm only rescales each sample by its "
+        "root mean square, x / sqrt(mean(x**2) + eps), and keeps its mean",
+        _rms("layer"),
+    ),
+    Mistake(
+        "divided by the standard deviation (np.std or np.var subtract the mean inside): RMSNorm "
+        "divides by the root mean square of x itself, sqrt(mean(x**2) + eps)",
+        _rms("std"),
+    ),
+    Mistake(
+        "eps outside the square root: divide by sqrt(mean(x**2) + eps), not sqrt(mean(x**2)) + eps",
+        _rms("eps_outside"),
+    ),
+    Mistake(
+        "no square root: divide by the ROOT mean square, sqrt(mean(x**2) + eps)", _rms("no_sqrt")
+    ),
+    Mistake(_ABS_MEAN, _rms("abs_mean")),
+    Mistake(_ABS_MEAN, _rms("abs_mean_inside")),
+    Mistake(
+        "the squares were summed, not averaged (the L2 norm): RMS is the root of their MEAN over "
+        "the D features",
+        _rms("sum"),
+    ),
+    Mistake(
+        "the statistics were taken over the batch (axis 0): RMSNorm rescales each sample by its "
+        "own root mean square, over its features (axis 1)",
+        _rms("batch_axis"),
+    ),
+    Mistake("gamma is missing: out = x / rms * gamma", _rms("no_gamma")),
+]
+
+
+@dataclass(frozen=True)
+class _RmsCase:
+    name: str
+    short: str
+    x: np.ndarray  # (N, D)
+    gamma: np.ndarray  # (D,)
+    eps: float  # always passed: torch's default eps is not 1e-5, so no default is assumed
+    hint: str = ""
+
+    def args(self):
+        return [self.x.copy(), self.gamma.copy(), self.eps]
+
+    def ref_args(self):
+        return (self.x, self.gamma, self.eps)
+
+
+def _rms_cases():
+    rng = _case_rng(1910_07467)
+
+    def case(name, short, x, eps=1e-5, hint=""):
+        return _RmsCase(name, short, x, _params(rng, x.shape[1])[0], eps, hint)
+
+    def noise(shape):
+        return rng.standard_normal(shape)
+
+    return [
+        case("N=4, D=6, features of both signs", "N=4, D=6", noise((4, 6)) * 2 + noise(6)),
+        case(
+            "large offset: every value near 1e3, spread 1, N=3, D=5",
+            "large offset",
+            noise((3, 5)) + 1e3,
+            hint="RMSNorm keeps the offset: it divides x by its root mean square and nothing else",
+        ),
+        case(
+            "small spread around an offset (2 +- 1e-3), N=4, D=4",
+            "small spread",
+            noise((4, 4)) * 1e-3 + 2.0,
+        ),
+        case(
+            "small values (near 1e-3, so eps matters), N=3, D=6",
+            "small values",
+            noise((3, 6)) * 1e-3,
+            hint="eps goes inside the square root: sqrt(mean(x**2) + eps)",
+        ),
+        case(
+            "ONE feature per sample, D=1, N=5",
+            "D=1",
+            noise((5, 1)) * 2,
+            hint="with D=1, out = x / sqrt(x**2 + eps) * gamma: close to sign(x) * gamma",
+        ),
+        case("a batch of ONE sample, N=1, D=8, eps=1e-6", "N=1", noise((1, 8)) - 1.0, eps=1e-6),
+        case(
+            "eps=0.1, N=3, D=4",
+            "eps=0.1",
+            noise((3, 4)) * 0.3,
+            eps=0.1,
+            hint="use the eps argument, inside the square root",
+        ),
+    ]
+
+
+def _rms_forward_outcome(fn, case, budget, label):
+    reference, mistakes = rmsnorm_reference, RMSNORM_MISTAKES
+    return _forward_outcome(fn, case, budget, label, reference, mistakes, ("x", "gamma"))
+
+
+@_guarded
+def check_rmsnorm_forward(rmsnorm_forward) -> CheckResult:
+    """Check `rmsnorm_forward(x, gamma, eps) -> (out, cache)`, x: (N, D) float64, gamma: (D,),
+    out = x / sqrt(mean(x**2, axis=1) + eps) * gamma (torch.nn.functional.rms_norm with
+    normalized_shape=(D,)); compared with rmsnorm_reference on hidden cases, eps always passed."""
+    label = _label(rmsnorm_forward, "rmsnorm_forward")
+    if not callable(rmsnorm_forward):
+        return _not_callable("rmsnorm_forward", rmsnorm_forward)
+    cases = _rms_cases()
+    outcomes = _run_cases(lambda c, b: _rms_forward_outcome(rmsnorm_forward, c, b, label), cases)
+    return _summary(label, outcomes, len(cases), {"out": RMSNORM_MISTAKES})
+
+
+def rmsnorm_backward_reference(x, gamma, dout, eps=1e-5, *, variant=None):
+    """(dx, dgamma) of out = xhat * gamma, xhat = x / r, r = sqrt(mean(x**2, axis=1) + eps):
+
+        dxhat = dout * gamma,  dx = (dxhat - xhat * mean(dxhat * xhat, axis=1)) / r,
+        dgamma = sum(dout * xhat, axis=0).
+
+    x, dout: (N, D); gamma: (D,). Checked against torch's autograd in tests/test_checks_ex05.py.
+    variant: the gradients of a known mistake instead.
+    """
+    v = variant
+    r = np.sqrt((x**2).mean(axis=1, keepdims=True) + eps)  # (N, 1)
+    xhat = x / r
+    dxhat = dout if v == "no_gamma" else dout * gamma
+    proj = dxhat * xhat
+    proj = proj.sum(axis=1, keepdims=True) if v == "no_1_over_d" else proj.mean(1, keepdims=True)
+    if v == "constant_rms":  # r treated as a constant
+        dx = dxhat / r
+    elif v == "mean_term":  # layer norm's extra term: -mean(dxhat)
+        dx = (dxhat - dxhat.mean(axis=1, keepdims=True) - xhat * proj) / r
+    else:
+        dx = (dxhat - xhat * proj) / r
+    if v == "dgamma_mean":
+        dgamma = (dout * xhat).mean(axis=0)
+    elif v == "dgamma_x":
+        dgamma = (dout * x).sum(axis=0)
+    elif v == "dgamma_dout":
+        dgamma = dout.sum(axis=0)
+    else:
+        dgamma = (dout * xhat).sum(axis=0)
+    return dx, dgamma
+
+
+def _rmsb(variant, i):
+    return lambda x, g, dout, eps: rmsnorm_backward_reference(x, g, dout, eps, variant=variant)[i]
+
+
+RMSNORM_BACKWARD_MISTAKES = {
+    "dx": [
+        Mistake(
+            "dx treats the root mean square r as a constant (dx = dout * gamma / r): r depends on "
+            "every x of the sample, which adds a second term",
+            _rmsb("constant_rms", 0),
+        ),
+        Mistake(
+            "dx has layer norm's mean term: RMSNorm subtracts no mean, so no -mean(dxhat) term",
+            _rmsb("mean_term", 0),
+        ),
+        Mistake(
+            "dx: the term through r is D times too large (a sum over the features where their "
+            "mean belongs, r**2 = MEAN(x**2) + eps)",
+            _rmsb("no_1_over_d", 0),
+        ),
+        Mistake("dx misses gamma: backpropagate dxhat = dout * gamma", _rmsb("no_gamma", 0)),
+    ],
+    "dgamma": [
+        Mistake(
+            "dgamma averaged over the batch: gamma is shared by all N samples, so SUM over axis 0",
+            _rmsb("dgamma_mean", 1),
+        ),
+        Mistake(
+            "dgamma = sum(dout * x): gamma multiplies the normalized xhat = x / r, not x",
+            _rmsb("dgamma_x", 1),
+        ),
+        Mistake(
+            "dgamma = sum(dout) is a beta's gradient: gamma multiplies xhat, so sum dout * xhat",
+            _rmsb("dgamma_dout", 1),
+        ),
+    ],
+}
+
+
+def _rms_backward_outcome(forward, backward, case, dout, budget, label, fwd_label):
+    """One case: (outcome, whether the forward's out matched, None if the forward raised)."""
+    args = case.args()
+    called = f"{fwd_label} (called first, to make the cache)"
+    try:
+        out, cache = _unpack(_call(forward, args, budget, called), ("out", "cache"), called)
+    except _CallError as e:
+        return _Outcome(case, str(e)), None
+    fwd_ok = isinstance(out, np.ndarray) and outputs_match(out, rmsnorm_reference(*case.ref_args()))
+    dout_arg = dout.copy()
+    try:
+        grads = _unpack(_call(backward, (dout_arg, cache), budget, label), ("dx", "dgamma"), label)
+    except _CallError as e:
+        return _Outcome(case, str(e)), fwd_ok
+    modified = _modified(label, ("dout",), (dout,), (dout_arg,))
+    if modified:
+        return _Outcome(case, modified), fwd_ok
+    margs = (case.x, case.gamma, dout, case.eps)
+    want = rmsnorm_backward_reference(*margs)
+    reasons, hints = [], {}
+    for (name, catalogue), got, ref in zip(
+        RMSNORM_BACKWARD_MISTAKES.items(), grads, want, strict=True
+    ):
+        problem = _array_problem(got, name, ref.shape, ref.dtype)
+        if problem is None and outputs_match(got, ref):
+            continue
+        if isinstance(got, np.ndarray):
+            hints[name] = matching_mistakes(got, catalogue, *margs, reference=ref)
+        reasons.append(problem or _mismatch(name, got, ref, float32_note=not hints.get(name)))
+    if not reasons:
+        return _Outcome(case), fwd_ok
+    return _Outcome(case, "; ".join(reasons), hints), fwd_ok
+
+
+@_guarded
+def check_rmsnorm_backward(rmsnorm_forward, rmsnorm_backward) -> CheckResult:
+    """Check `rmsnorm_backward(dout, cache) -> (dx, dgamma)`, the cache from rmsnorm_forward;
+    dx: (N, D), dgamma: (D,) (RMSNorm has no beta); compared with rmsnorm_backward_reference on
+    the forward's hidden cases, with a random dout."""
+    label = _label(rmsnorm_backward, "rmsnorm_backward")
+    fwd_label = _label(rmsnorm_forward, "rmsnorm_forward")
+    for what, fn in (("rmsnorm_forward", rmsnorm_forward), (label, rmsnorm_backward)):
+        if not callable(fn):
+            return _not_callable(what, fn)
+    cases = _rms_cases()
+    rng = _case_rng(1910)
+    douts = {c.name: rng.standard_normal(c.x.shape) for c in cases}
+    forward_wrong = []
+
+    def run(case, budget):
+        outcome, fwd_ok = _rms_backward_outcome(
+            rmsnorm_forward, rmsnorm_backward, case, douts[case.name], budget, label, fwd_label
+        )
+        if fwd_ok is False:
+            forward_wrong.append(case)
+        return outcome
+
+    outcomes = _run_cases(run, cases)
+    notes = []
+    if forward_wrong and any(o.reason for o in outcomes):
+        notes.append(f"Note: {fwd_label} fails its own check too; fix it first")
+    return _summary(label, outcomes, len(cases), RMSNORM_BACKWARD_MISTAKES, notes=notes)
+
+
 # --- group norm ----------------------------------------------------------------------------------
 
 
@@ -347,7 +649,7 @@ def _gn(variant):
 GROUPNORM_MISTAKES = [
     Mistake(
         "the channels were grouped in the wrong order (channel c in group c % G): a group is C/G "
-        "CONSECUTIVE channels, x.reshape(N, G, C // G, H, W)",
+        "CONSECUTIVE channels, channel c belongs to group c // (C/G)",
         _gn("strided"),
     ),
     Mistake(
@@ -356,8 +658,8 @@ GROUPNORM_MISTAKES = [
         _gn("with_batch"),
     ),
     Mistake(
-        "gamma and beta were applied per group: they are per CHANNEL (C,); reshape back to "
-        "(N, C, H, W) first, then out = xhat * gamma[None, :, None, None] + beta[...]",
+        "gamma and beta were applied per group: they are per CHANNEL (C,), one gamma_c and beta_c "
+        "for every value of channel c, whatever its group",
         _gn("per_group_affine"),
     ),
     Mistake("num_groups is ignored: this is layer norm (one group)", _gn("layer")),
@@ -462,6 +764,8 @@ TASKS = {
             check_layernorm_backward,
             ["layernorm_forward", "layernorm_backward"],
         ),
+        task("rmsnorm_forward", check_rmsnorm_forward, ["rmsnorm_forward"]),
+        task("rmsnorm_backward", check_rmsnorm_backward, ["rmsnorm_forward", "rmsnorm_backward"]),
         task("groupnorm_forward", check_groupnorm_forward, ["groupnorm_forward"]),
         task("instancenorm_forward", check_instancenorm_forward, ["instancenorm_forward"]),
     ],

@@ -1,26 +1,38 @@
 """bnlib.checks_ex05: right code passes, each named mistake is diagnosed, broken code fails
-cleanly with a one-line reason (never an exception); the references equal bnlib.functional."""
+cleanly with a one-line reason (never an exception); the references equal bnlib.functional and
+PyTorch (float64)."""
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as TF
 
 from bnlib import functional as F
 from bnlib.checks import (
+    TASKS,
     CheckResult,
     check_groupnorm_forward,
     check_instancenorm_forward,
     check_layernorm_backward,
     check_layernorm_forward,
+    check_rmsnorm_backward,
+    check_rmsnorm_forward,
+    hidden_cases,
 )
 from bnlib.checks_ex05 import (
     GROUPNORM_MISTAKES,
     INSTANCENORM_MISTAKES,
     LAYERNORM_BACKWARD_MISTAKES,
     LAYERNORM_MISTAKES,
+    RMSNORM_BACKWARD_MISTAKES,
+    RMSNORM_MISTAKES,
     _ln_backward,
+    _rms_cases,
     groupnorm_reference,
     instancenorm_reference,
     layernorm_reference,
+    rmsnorm_backward_reference,
+    rmsnorm_reference,
 )
 
 # --- right implementations, written here independently of bnlib ----------------------------------
@@ -53,10 +65,26 @@ def in_forward(x, gamma, beta, eps=1e-5):
     return (x - mu) / np.sqrt(var + eps) * gamma[:, None, None] + beta[:, None, None], None
 
 
+def rms_forward(x, gamma, eps=1e-5):
+    rms = np.sqrt(np.mean(x * x, axis=1, keepdims=True) + eps)
+    return x / rms * gamma, (x, gamma, rms)
+
+
+def rms_backward(dout, cache):  # the staged chain rule, not the closed form of the reference
+    x, gamma, rms = cache
+    D = x.shape[1]
+    dxhat = dout * gamma
+    drms = -(dxhat * x).sum(axis=1, keepdims=True) / rms**2
+    dms = drms / (2 * rms)
+    return dxhat / rms + 2 * x / D * dms, (dout * x / rms).sum(axis=0)
+
+
 def test_right_implementations_pass():
     results = [
         check_layernorm_forward(ln_forward),
         check_layernorm_backward(ln_forward, ln_backward),
+        check_rmsnorm_forward(rms_forward),
+        check_rmsnorm_backward(rms_forward, rms_backward),
         check_groupnorm_forward(gn_forward),
         check_instancenorm_forward(in_forward),
     ]
@@ -76,6 +104,40 @@ def test_references_equal_bnlib_functional():
     np.testing.assert_allclose(
         instancenorm_reference(x4, g6, b6), F.instance_norm(x4, weight=g6, bias=b6), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (1, 8), (5, 1), (3, 5)])
+@pytest.mark.parametrize("eps", [1e-5, 1e-6, 0.1])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_rmsnorm_references_equal_torch(shape, eps, offset):
+    rng = np.random.default_rng(shape[0] * 10 + shape[1])
+    x = rng.standard_normal(shape) * rng.uniform(1e-3, 3) + offset
+    gamma, dout = rng.uniform(-2, 2, shape[1]), rng.standard_normal(shape)
+    xt = torch.from_numpy(x).requires_grad_()
+    gt = torch.from_numpy(gamma).requires_grad_()
+    out = TF.rms_norm(xt, (shape[1],), gt, eps)
+    out.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(rmsnorm_reference(x, gamma, eps), out.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        rmsnorm_reference(x, gamma, eps), F.rms_norm(x, shape[1], gamma, eps), rtol=1e-12
+    )
+    dx, dgamma = rmsnorm_backward_reference(x, gamma, dout, eps)
+    # NB: dx's own scale is dout * gamma / rms; at D=1 dx is far smaller (a cancellation)
+    scale = np.abs(dout * gamma / np.sqrt(np.mean(x**2, axis=1, keepdims=True) + eps)).max()
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-9, atol=1e-13 * scale)
+    np.testing.assert_allclose(dgamma, gt.grad.numpy(), rtol=1e-10)
+
+
+def test_rmsnorm_cases_cover_the_hard_inputs():
+    cases = _rms_cases()
+    assert any(c.x.shape[1] == 1 for c in cases), "D=1"
+    assert any(c.x.shape[0] == 1 for c in cases), "N=1"
+    assert any(np.abs(c.x).min() > 100 for c in cases), "a large offset"
+    assert any((c.x.std(axis=1) < 1e-2 * np.abs(c.x.mean(axis=1))).all() for c in cases), (
+        "a small variance around an offset"
+    )
+    assert any((np.mean(c.x**2, axis=1) < c.eps).all() for c in cases), "values where eps matters"
+    assert len({c.eps for c in cases}) > 1, "more than one eps"
 
 
 # --- each named mistake is diagnosed -------------------------------------------------------------
@@ -110,6 +172,53 @@ def test_each_instancenorm_mistake_is_named(variant, mistake):
 
     result = check_instancenorm_forward(learner)
     assert not result.passed and mistake.hint in result.feedback, result.feedback
+
+
+RMS = ["layer", "std", "eps_outside", "no_sqrt", "abs_mean", "abs_mean_inside", "sum"]
+RMS += ["batch_axis", "no_gamma"]
+
+
+@pytest.mark.parametrize("variant, mistake", list(zip(RMS, RMSNORM_MISTAKES, strict=True)))
+def test_each_rmsnorm_mistake_is_named(variant, mistake):
+    def learner(x, g, eps=1e-5):
+        return rmsnorm_reference(x, g, eps, variant=variant), None
+
+    result = check_rmsnorm_forward(learner)
+    assert not result.passed and mistake.hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback  # a named mistake, not rounding
+
+
+@pytest.mark.parametrize(
+    "variant, output, index",
+    [
+        ("constant_rms", "dx", 0),
+        ("mean_term", "dx", 1),
+        ("no_1_over_d", "dx", 2),
+        ("no_gamma", "dx", 3),
+        ("dgamma_mean", "dgamma", 0),
+        ("dgamma_x", "dgamma", 1),
+        ("dgamma_dout", "dgamma", 2),
+    ],
+)
+def test_each_rmsnorm_backward_mistake_is_named(variant, output, index):
+    def backward(dout, cache):
+        x, gamma, eps = cache
+        return rmsnorm_backward_reference(x, gamma, dout, eps, variant=variant)
+
+    def forward(x, gamma, eps=1e-5):
+        return rms_forward(x, gamma, eps)[0], (x, gamma, eps)
+
+    result = check_rmsnorm_backward(forward, backward)
+    hint = RMSNORM_BACKWARD_MISTAKES[output][index].hint
+    assert not result.passed and hint in result.feedback, result.feedback
+
+
+def test_rmsnorm_backward_names_a_broken_forward():
+    def forward(x, gamma, eps=1e-5):
+        return rmsnorm_reference(x, gamma, eps, variant="layer"), (x, gamma, eps)
+
+    result = check_rmsnorm_backward(forward, lambda dout, cache: (dout, dout[0]))
+    assert not result.passed and "forward fails its own check too" in result.feedback
 
 
 @pytest.mark.parametrize(
@@ -147,7 +256,13 @@ def test_backward_check_notes_a_broken_forward():
 
 
 @pytest.mark.parametrize(
-    "check", [check_layernorm_forward, check_groupnorm_forward, check_instancenorm_forward]
+    "check",
+    [
+        check_layernorm_forward,
+        check_rmsnorm_forward,
+        check_groupnorm_forward,
+        check_instancenorm_forward,
+    ],
 )
 @pytest.mark.parametrize(
     "learner, words",
@@ -172,3 +287,65 @@ def test_input_modified_in_place_fails():
 
     result = check_layernorm_forward(learner)
     assert not result.passed and "modified its argument x in place" in result.feedback
+
+
+def unimplemented(*args, **kwargs):
+    raise NotImplementedError  # YOUR CODE HERE, as in the exercise
+
+
+@pytest.mark.parametrize(
+    "backward, words",
+    [
+        (unimplemented, "replace `raise NotImplementedError` with your code"),
+        (lambda dout, cache: None, "returned None"),
+        (lambda dout, cache: (dout, dout[0], dout[0]), "expected a tuple (dx, dgamma)"),
+        (lambda dout, cache: (dout[:1], dout[0]), "dx has shape"),
+        (lambda dout, cache: (dout, None), "dgamma is None"),
+        (lambda dout, cache: cache[5], "IndexError"),
+        (None, "must be a function"),
+    ],
+)
+def test_broken_rmsnorm_backward_fails_with_a_reason(backward, words):
+    result = check_rmsnorm_backward(rms_forward, backward)
+    assert isinstance(result, CheckResult) and not result.passed and result.score == 0
+    assert words in result.feedback and "\n" not in result.feedback, result.feedback
+
+
+def test_unimplemented_rmsnorm_forward_fails_in_both_checks():
+    for result in (
+        check_rmsnorm_forward(unimplemented),
+        check_rmsnorm_backward(unimplemented, rms_backward),
+    ):
+        assert not result.passed and result.score == 0
+        assert "NotImplementedError" in result.feedback, result.feedback
+
+
+def test_rmsnorm_forward_modifying_gamma_in_place_fails():
+    def learner(x, gamma, eps=1e-5):
+        gamma *= 1.0 / np.sqrt(np.mean(x**2) + eps)
+        return x * gamma, None
+
+    result = check_rmsnorm_forward(learner)
+    assert not result.passed and "modified its argument gamma in place" in result.feedback
+
+
+def test_the_grader_runs_the_rmsnorm_tasks_on_hidden_cases():
+    names = [t.name for t in TASKS["ex05_norm_family"]]
+    assert {"rmsnorm_forward", "rmsnorm_backward"} <= set(names)
+    solution = {
+        "layernorm_forward": ln_forward,
+        "layernorm_backward": ln_backward,
+        "rmsnorm_forward": rms_forward,
+        "rmsnorm_backward": rms_backward,
+        "groupnorm_forward": gn_forward,
+        "instancenorm_forward": in_forward,
+    }
+    tasks = TASKS["ex05_norm_family"]
+    with hidden_cases(12345):  # as `bnlib grade` runs each task
+        hidden = _rms_cases()
+        results = {t.name: t.run(solution) for t in tasks}
+    assert not np.array_equal(hidden[0].x, _rms_cases()[0].x)  # not the learner's cases
+    assert all(r.passed and r.score == 1.0 for r in results.values()), results
+    missing = {t.name: t.run({"rmsnorm_forward": rms_forward}) for t in tasks}
+    assert "rmsnorm_backward is not defined" in missing["rmsnorm_backward"].feedback
+    assert missing["rmsnorm_forward"].passed
