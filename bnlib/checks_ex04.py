@@ -66,9 +66,13 @@ def batch_renorm_reference(
     v = variant
     mu = x.mean(axis=0)
     var = x.var(axis=0, ddof=1 if v == "unbiased" else 0)
-    sigma_b = np.sqrt(var + eps)
-    sigma = np.sqrt(running_var) if v == "no_eps_sigma" else np.sqrt(running_var + eps)
-    r = sigma_b / sigma
+    sigma_b = np.sqrt(var) if v == "no_eps_sigma_b" else np.sqrt(var + eps)
+    sigma = np.sqrt(running_var + eps)
+    if v == "no_eps_sigma":
+        sigma = np.sqrt(running_var)
+    elif v == "eps_outside_sigma":
+        sigma = np.sqrt(running_var) + eps
+    r = (np.sqrt(var) if v == "no_eps_r" else sigma_b) / sigma
     d = (mu - running_mean) / sigma
     if v == "r_inverted":
         r = sigma / sigma_b
@@ -90,6 +94,23 @@ def batch_renorm_reference(
     if v == "no_affine":
         return xhat
     return gamma * xhat + beta
+
+
+def _why(name, got, want, hints):
+    """How `got` differs from `want`, asking "computed in float32?" only when no named mistake
+    explains it and every entry of `got` is a float32 number (float32 work cast back to float64).
+
+    NB: a named mistake may differ from the reference by as little as float32's rounding (eps
+    outside the root or missing from r: a relative 1e-5 where the variances are near 1), and a
+    float64 formula that loses digits to cancellation is no float32 either: the size of the error
+    alone says nothing about float32, so it is never the evidence.
+    """
+    got = np.asarray(got)
+    float32 = got.dtype == np.float64 and got.size > 0
+    if float32:
+        with np.errstate(all="ignore"):  # a huge float64 overflows float32: not float32 then
+            float32 = np.array_equal(got.astype(np.float32).astype(np.float64), got)
+    return _mismatch(name, got, want, float32_note=float32 and not hints)
 
 
 def _brn(variant):
@@ -119,6 +140,21 @@ BATCH_RENORM_MISTAKES = [
     Mistake(
         "sigma = sqrt(running_var) without eps: use sqrt(running_var + eps), as batch norm does",
         _brn("no_eps_sigma"),
+    ),
+    Mistake(
+        "sigma = sqrt(running_var) + eps: eps goes inside the root, "
+        "sigma = sqrt(running_var + eps)",
+        _brn("eps_outside_sigma"),
+    ),
+    Mistake(
+        "r = sqrt(v_B) / sigma, without eps (x.std(axis=0) has none): r = sigma_B / sigma with "
+        "sigma_B = sqrt(v_B + eps), the sigma_B that normalizes x",
+        _brn("no_eps_r"),
+    ),
+    Mistake(
+        "sigma_B = sqrt(v_B) without eps (x.std(axis=0) has none): use sigma_B = sqrt(v_B + eps), "
+        "in the normalization and in r",
+        _brn("no_eps_sigma_b"),
     ),
     Mistake(
         "this is plain batch norm (r = 1, d = 0): correct the batch statistics with r and d",
@@ -272,7 +308,7 @@ def _renorm_case(fn, case, budget, label):
     hints = []
     if isinstance(out, np.ndarray):
         hints = matching_mistakes(out, BATCH_RENORM_MISTAKES, *case.ref_args(), reference=want)
-    return _Outcome(case, problem or _mismatch("out", out, want), {"out": hints})
+    return _Outcome(case, problem or _why("out", out, want, hints), {"out": hints})
 
 
 @_guarded
@@ -507,7 +543,7 @@ def _renorm_backward_case(forward, backward, case, dout, budget, label, fwd_labe
             continue
         if isinstance(got, np.ndarray):
             hints[output] = matching_mistakes(got, catalogue, *ref_args, reference=ref)
-        reasons.append(problem or _mismatch(output, got, ref))
+        reasons.append(problem or _why(output, got, ref, hints.get(output)))
     if not reasons:
         return _Outcome(case), fwd_ok
     return _Outcome(case, "; ".join(reasons), hints), fwd_ok
@@ -673,12 +709,12 @@ def _local_case(fn, case, budget, label):
             problem = _array_problem(value, output, ref.shape, ref.dtype)
             if problem is None and outputs_match(value, ref):
                 continue
-            bad = problem or _mismatch(output, value, ref)
+            bad = problem
         if isinstance(value, np.ndarray | int | float | np.number) and not isinstance(value, bool):
             hints[output] = matching_mistakes(
                 value, LOCAL_STATS_MISTAKES[output], case.x, reference=ref
             )
-        reasons.append(bad)
+        reasons.append(bad or _why(output, value, ref, hints.get(output)))
     if not reasons:
         return _Outcome(case)
     return _Outcome(case, "; ".join(reasons), hints)
@@ -880,7 +916,7 @@ def _stats_case(fn, case, budget, label):
             hints[output] = matching_mistakes(
                 got, GLOBAL_STATS_MISTAKES[output], *sent, reference=ref
             )
-        reasons.append(problem or _mismatch(output, got, ref))
+        reasons.append(problem or _why(output, got, ref, hints.get(output)))
     if not reasons:
         return _Outcome(case)
     return _Outcome(case, "; ".join(reasons), hints)

@@ -224,6 +224,9 @@ RENORM_VARIANTS = [
     "d_sign",
     "d_not_scaled",
     "no_eps_sigma",
+    "eps_outside_sigma",
+    "no_eps_r",
+    "no_eps_sigma_b",
     "plain_bn",
     "d_before_r",
     "unbiased",
@@ -241,6 +244,58 @@ def test_each_renorm_mistake_is_named(variant, mistake):
     result = check_batch_renorm_forward(learner)
     assert not result.passed
     assert mistake.hint in result.feedback, result.feedback
+
+
+def _renorm_eps_slip(slip):
+    """A learner's forward with one eps slip, written independently of the reference."""
+
+    def forward(x, gamma, beta, running_mean, running_var, rmax, dmax, eps=1e-5):
+        mu, sigma_b = x.mean(axis=0), np.sqrt(x.var(axis=0) + eps)
+        sigma = np.sqrt(running_var + eps)
+        if slip == "eps outside the root":
+            sigma = np.sqrt(running_var) + eps
+        r = (x.std(axis=0) if slip == "r from x.std" else sigma_b) / sigma
+        r, d = np.clip(r, 1 / rmax, rmax), np.clip((mu - running_mean) / sigma, -dmax, dmax)
+        return gamma * ((x - mu) / sigma_b * r + d) + beta, None
+
+    return forward
+
+
+@pytest.mark.parametrize(
+    "slip, named",
+    [("eps outside the root", "eps_outside_sigma"), ("r from x.std", "no_eps_r")],
+)
+@pytest.mark.parametrize("secret", (None, *SECRETS))
+def test_eps_slips_are_named_not_taken_for_float32(slip, named, secret):
+    """These differ from the reference by ~1e-5, float32's order: the check must name them and
+    must not ask "computed in float32?"."""
+    hint = dict(zip(RENORM_VARIANTS, BATCH_RENORM_MISTAKES, strict=True))[named].hint
+    with nullcontext() if secret is None else checks.hidden_cases(secret):
+        result = check_batch_renorm_forward(_renorm_eps_slip(slip))
+    assert not result.passed
+    assert hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback
+
+
+def test_a_forward_computed_in_float32_is_told_so():
+    def in_float32(x, gamma, beta, running_mean, running_var, rmax, dmax, eps=1e-5):
+        args = (x, gamma, beta, running_mean, running_var)
+        out, _ = renorm(*(a.astype(np.float32) for a in args), rmax, dmax, np.float32(eps))
+        return out.astype(np.float64), None
+
+    result = check_batch_renorm_forward(in_float32)
+    assert not result.passed
+    assert "computed in float32?" in result.feedback, result.feedback
+
+
+def test_an_unnamed_small_error_is_not_taken_for_float32():
+    def off_by_1e5(*args):
+        out, cache = renorm(*args)
+        return out * (1 + 1e-5), cache
+
+    result = check_batch_renorm_forward(off_by_1e5)
+    assert not result.passed
+    assert "float32" not in result.feedback, result.feedback
 
 
 BACKWARD_VARIANTS = {
