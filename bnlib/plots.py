@@ -369,10 +369,23 @@ def wu_he_panel(ax=None):
 __all__ += ["percentile_band", "layer_grad_norms", "seed_band"]
 
 
-def percentile_band(steps, pct, ax=None, label=None, color=None, ylabel="input to the sigmoid"):
+def percentile_band(
+    steps,
+    pct,
+    ax=None,
+    label=None,
+    color=None,
+    ylabel="input to the sigmoid",
+    band_alpha=0.25,
+    band_label=None,
+    band_linewidth=0.0,
+):
     """Draw precomputed percentiles over training: the middle one as a line, a band between the
     lowest and the highest. steps: (T,); pct: (T, Q), Q >= 2 (e.g. 15th, 50th, 85th), as
-    Ioffe & Szegedy 2015, Fig. 1 (b, c). Returns the Axes."""
+    Ioffe & Szegedy 2015, Fig. 1 (b, c). label, band_label: legend entries of the line and of the
+    band (a legend is drawn if either is given); band_alpha: the band's opacity; band_linewidth:
+    the width of its outline, in its colour (an outline keeps a band that jumps from step to step
+    visible where the steps are narrower than a pixel). Returns the Axes."""
     ax = _axes(ax)
     pct = np.asarray(pct, dtype=np.float64)
     if pct.ndim != 2 or pct.shape[0] != len(steps) or pct.shape[1] < 2:
@@ -381,10 +394,19 @@ def percentile_band(steps, pct, ax=None, label=None, color=None, ylabel="input t
             f"got {pct.shape}"
         )
     (line,) = ax.plot(steps, pct[:, pct.shape[1] // 2], color=color, label=label, linewidth=1.2)
-    ax.fill_between(steps, pct[:, 0], pct[:, -1], color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.fill_between(
+        steps,
+        pct[:, 0],
+        pct[:, -1],
+        color=line.get_color(),
+        alpha=band_alpha,
+        linewidth=band_linewidth,
+        edgecolor=line.get_color(),
+        label=band_label,
+    )
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
-    if label is not None:
+    if label is not None or band_label is not None:
         ax.legend()
     return ax
 

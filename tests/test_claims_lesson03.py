@@ -79,13 +79,17 @@ def test_s1_without_bn_test_accuracy_stays_near_chance_for_300_steps(fig1):
     )
 
 
-def test_s3_bn_tolerates_3_to_10_times_the_learning_rate(sweep):
-    """On the grid (steps of about 3x) the ratio is 10 or 3.3: without BN, lr 0.3 is the edge,
-    where a run fails or trains erratically depending on the seed (and on the CPU)."""
-    ratios = [
-        L.largest_working_lr(sweep[s], "bn") / L.largest_working_lr(sweep[s], "none") for s in SEEDS
-    ]
-    record("lesson 3 §3", "largest working lr: BN / no BN > 3 (10 or 3.3 on the grid)", ratios, 3)
+def test_s3_bn_tolerates_10_times_the_learning_rate(sweep):
+    """On the grid (steps of about 3x): BN's largest working rate is 1 (1 works, 3 fails), the
+    plain network's 0.1 (0.1 works, 0.3 already fails, though its accuracy there varies much with
+    the seed and the CPU)."""
+    largest = {k: [L.largest_working_lr(sweep[s], k) for s in SEEDS] for k in ("none", "bn")}
+    ratios = np.divide(largest["bn"], largest["none"])
+    record("lesson 3 §3", "largest working lr: BN / no BN > 9.9 (10 on the grid)", ratios, 9.9)
+    record("lesson 3 §3", "largest working lr: BN / no BN < 10.1", ratios, 10.1, above=False)
+    at = {lr: [L.end_accuracy(sweep[s]["none", lr]) for s in SEEDS] for lr in (0.1, 0.3)}
+    record("lesson 3 §3", "no BN: lr 0.1 works (end accuracy)", at[0.1], L.WORKS)
+    record("lesson 3 §3", "no BN: lr 0.3 fails (end accuracy)", at[0.3], L.WORKS, above=False)
     at1 = {k: [L.end_accuracy(sweep[s][k, 1.0]) for s in SEEDS] for k in ("none", "bn")}
     record("lesson 3 §3", "lr 1: BN works (end accuracy)", at1["bn"], L.WORKS)
     record("lesson 3 §3", "lr 1: no BN fails (end accuracy < 0.5)", at1["none"], 0.5, above=False)
@@ -116,6 +120,7 @@ def test_s3_a_larger_learning_rate_does_not_make_bn_faster(sweep):
 def test_s4_sigmoid_gradients_vanish_without_bn_and_not_with_it(data):
     runs = [L.sigmoid_gradient_norms(data, s) for s in SEEDS]
     ratio = lambda g: g[0] / g[-1]  # noqa: E731  first layer against the output layer
+    every = lambda g: np.abs(np.log10(g / g[-1])).max()  # noqa: E731  the layer furthest off
     for step in (0, 300):
         record(
             "lesson 3 §4",
@@ -126,11 +131,37 @@ def test_s4_sigmoid_gradients_vanish_without_bn_and_not_with_it(data):
         )
         record(
             "lesson 3 §4",
-            f"BN, step {step}: first/output layer within 10x of 1 (|log10| < 1)",
-            [abs(math.log10(ratio(r["bn", step]))) for r in runs],
+            f"BN, step {step}: every layer / output layer within 10x of 1 (|log10| < 1)",
+            [every(r["bn", step]) for r in runs],
             1,
             above=False,
         )
+
+
+def test_s4_why_the_sigmoid_gradients_vanish_without_bn_and_not_with_it(data):
+    """At initialization: the plain sigmoids are not saturated, BN lowers their slope, and BN's
+    backward pass divides by a batch standard deviation below 1/4 (the 1/a of §3b)."""
+    runs = [L.sigmoid_slopes(data, s) for s in SEEDS]
+    record(
+        "lesson 3 §4",
+        "no BN: mean sigmoid slope > 0.9 x 1/4 in every layer",
+        [r["slope"]["none"].min() for r in runs],
+        0.9 * 0.25,
+    )
+    record(
+        "lesson 3 §4",
+        "BN's mean sigmoid slope < no BN's in every layer (largest ratio < 1)",
+        [(r["slope"]["bn"] / r["slope"]["none"]).max() for r in runs],
+        1,
+        above=False,
+    )
+    record(
+        "lesson 3 §4",
+        "BN: batch std of every BN's input < 1/4",
+        [r["bn input std"].max() for r in runs],
+        0.25,
+        above=False,
+    )
 
 
 def test_s4b_bn_makes_gradients_grow_with_depth_in_plain_relu_nets(data):
@@ -185,6 +216,28 @@ def test_s6_ics_smaller_with_bn_mostly_because_its_gradients_are(tracked):
     record("lesson 3 §6", "ICS: BN / no BN < 1", absolute, 1, above=False)
     record("lesson 3 §6", "ICS per unit of gradient: BN / no BN > 0.4", relative, 0.4)
     record("lesson 3 §6", "relative ratio > 1.5x the absolute one", relative / absolute, 1.5)
+    # per unit of gradient BN does not reduce ICS in every seed: larger in some, smaller in others
+    record(
+        "lesson 3 §6", "ICS per unit of gradient: BN / no BN > 1 in some seed", [max(relative)], 1
+    )
+    record(
+        "lesson 3 §6",
+        "ICS per unit of gradient: BN / no BN < 1 in some seed",
+        [min(relative)],
+        1,
+        above=False,
+    )
+
+
+def test_s6_at_step_25_bns_ics_is_the_larger(tracked):
+    """The first measurement, while the plain network is still on its initial plateau."""
+    first = {
+        k: np.array([[v[0] for v in L.ics_per_step(tracked[s][k][2])] for s in SEEDS])
+        for k in ("none", "bn")
+    }  # (seeds, 2): ICS, ICS / ||G|| at step 25
+    ratio = first["bn"] / first["none"]
+    record("lesson 3 §6", "step 25: ICS, BN / no BN > 3", ratio[:, 0], 3)
+    record("lesson 3 §6", "step 25: ICS per unit of gradient, BN / no BN > 3", ratio[:, 1], 3)
 
 
 def _landscape_ratios(tracked, name):
@@ -212,14 +265,16 @@ def test_s7_the_landscape_is_smoother_with_bn_from_step_50_to_100(tracked, name)
     )
 
 
-def test_s7_at_step_25_bn_gradient_changes_more(tracked):
-    ratios = _landscape_ratios(tracked, "grad_change")
-    record(
-        "lesson 3 §7",
-        "grad_change at step 25: BN / no BN > 1.5",
-        [r[0] for _, r in ratios.values()],
-        1.5,
-    )
+def test_s7_at_step_25_bn_is_the_rougher(tracked):
+    for name, threshold in (("grad_change", 1.5), ("loss_range", 1)):
+        ratios = _landscape_ratios(tracked, name)
+        assert all(steps[0] == 25 for steps, _ in ratios.values())
+        record(
+            "lesson 3 §7",
+            f"{name} at step 25: BN / no BN > {threshold}",
+            [r[0] for _, r in ratios.values()],
+            threshold,
+        )
 
 
 @pytest.mark.parametrize("name", ["loss_range", "grad_change"])

@@ -43,13 +43,17 @@ __all__ = [
     "sweep_runs",
     "largest_working_lr",
     "steps_to_target",
+    "deep_sigmoid",
     "sigmoid_gradient_norms",
+    "sigmoid_slopes",
     "DEPTHS",
     "deep_relu",
     "relu_gradient_ratios",
     "TRACK",
     "track_runs",
+    "ics_per_step",
     "ics_summary",
+    "batch_mate_logits",
     "batch_mate_spread",
 ]
 
@@ -67,8 +71,10 @@ def sigmoid_net(kind, seed=0):
     kind: "none", "bn" (BN before each sigmoid) or "noisy BN" (bnlib.nn.NoisyBatchNorm1d, BN
     followed by a random scale and shift per unit, drawn anew every training step and shared by
     the batch: a variant of Santurkar et al.'s noisy BN, who draw i.i.d. noise per activation and
-    per sample, §2.1). The initial weights depend only on the seed, so the three kinds start from
-    the same weights.
+    per sample, §2.1). The initial weights depend only on the seed: "bn" and "noisy BN" start from
+    the same weights, and "none" from the same first layer only (bnlib.train.mlp gives the layers
+    followed by BN no bias, so the later layers' weights come from other draws of the seeded
+    generator).
     """
     if kind not in FIG1_KINDS:
         raise ValueError(f"sigmoid_net: kind must be one of {FIG1_KINDS}, got {kind!r}")
@@ -195,6 +201,13 @@ def steps_to_target(runs, kind, target=0.95):
 # --- §4, §4b: gradient norms per layer -----------------------------------------------------------
 
 
+def deep_sigmoid(kind, seed=0, depth=10, width=64):
+    """§4's deep sigmoid MLP (`depth` hidden layers of `width`), norm "none" or "bn", with
+    PyTorch's default initialization."""
+    torch.manual_seed(seed)
+    return mlp((64,) + (width,) * depth + (10,), norm=kind, activation="sigmoid")
+
+
 def sigmoid_gradient_norms(data, seed=0, steps=300, depth=10, width=64, probe=128):
     """||dL/dW|| per linear layer of a deep sigmoid MLP, at initialization and after `steps`.
 
@@ -205,13 +218,47 @@ def sigmoid_gradient_norms(data, seed=0, steps=300, depth=10, width=64, probe=12
     x, y = data[0][:probe], data[1][:probe]
     out = {}
     for kind in ("none", "bn"):
-        torch.manual_seed(seed)
-        model = mlp((64,) + (width,) * depth + (10,), norm=kind, activation="sigmoid")
+        model = deep_sigmoid(kind, seed, depth, width)
         out[kind, 0] = weight_grad_norms(model, x, y)
         train(model, data, steps=steps, batch_size=60, lr=0.2, seed=seed)
         model.train()  # batch statistics, as during training
         out[kind, steps] = weight_grad_norms(model, x, y)
     return out
+
+
+def sigmoid_slopes(data, seed=0, depth=10, width=64, probe=128):
+    """Why §4's gradients vanish without BN and not with it, at initialization.
+
+    One forward pass in train mode on the first `probe` training digits. Returns
+    {"slope": {kind: (depth,) array}, the mean slope sigmoid'(z) = s(1 - s) over the batch and
+    the units of each hidden layer (at most 1/4, at z = 0), for kind "none" and "bn";
+    "bn input std": (depth,) array, the batch standard deviation of each BN's input, averaged
+    over its units (BN's backward pass divides the gradient by it)}.
+    """
+    x = data[0][:probe]
+    slopes, stds = {}, []
+    for kind in ("none", "bn"):
+        model = deep_sigmoid(kind, seed, depth, width).train()
+        layer_slopes = []
+        hooks = [
+            m.register_forward_hook(
+                lambda m, i, o, out=layer_slopes: out.append(float((o * (1 - o)).mean()))
+            )
+            for m in model.modules()
+            if isinstance(m, nn.Sigmoid)
+        ]
+        if kind == "bn":
+            hooks += [
+                m.register_forward_hook(lambda m, i, o: stds.append(float(i[0].std(0).mean())))
+                for m in model.modules()
+                if isinstance(m, nn.BatchNorm1d)
+            ]
+        with torch.no_grad():
+            model(x)
+        for h in hooks:
+            h.remove()
+        slopes[kind] = np.array(layer_slopes)
+    return {"slope": slopes, "bn input std": np.array(stds)}
 
 
 DEPTHS = (5, 10, 20, 30, 50)
@@ -269,24 +316,30 @@ def track_runs(data, seed=0, kinds=("none", "bn"), **overrides):
     return out
 
 
+def ics_per_step(measures):
+    """(ICS (M,), ICS / ||G|| (M,)): each measurement's mean over layers 2..L (layer 1 has no
+    ICS: no layer before it takes a step)."""
+    ics = measures["ics"][:, 1:]  # (M, L-1)
+    return ics.mean(1), (ics / measures["grad_norm"][:, 1:]).mean(1)
+
+
 def ics_summary(measures):
     """(ICS, ICS / ||G||) averaged over layers 2..L and all measurements (layer 1 has no ICS)."""
-    ics = measures["ics"][:, 1:]  # (M, L-1)
-    return float(ics.mean()), float((ics / measures["grad_norm"][:, 1:]).mean())
+    absolute, relative = ics_per_step(measures)
+    return float(absolute.mean()), float(relative.mean())
 
 
-def batch_mate_spread(model, sample, pool, trials=50, batch_size=60, seed=0):
-    """How much one sample's logits change with its batch-mates, in train mode.
+def batch_mate_logits(model, sample, pool, trials=50, batch_size=60, seed=0):
+    """One sample's logits in `trials` different batches, in train mode: (trials, K).
 
-    The sample (1, D) is put in `trials` batches with batch_size - 1 random rows of pool (N, D);
-    returns the standard deviation of its logits over the trials, averaged over the classes.
+    The sample (1, D) is put in `trials` batches with batch_size - 1 random rows of pool (N, D).
     NB: a forward pass in train mode updates BN's running statistics, even under no_grad; this
     runs on a copy, so `model` itself is left untouched.
     """
     scratch = copy.deepcopy(model).train()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        logits = torch.stack(
+        return torch.stack(
             [
                 scratch(
                     torch.cat(
@@ -295,5 +348,12 @@ def batch_mate_spread(model, sample, pool, trials=50, batch_size=60, seed=0):
                 )[0]
                 for _ in range(trials)
             ]
-        )  # (trials, K)
+        )
+
+
+def batch_mate_spread(model, sample, pool, trials=50, batch_size=60, seed=0):
+    """How much one sample's logits change with its batch-mates, in train mode: the standard
+    deviation of batch_mate_logits over the trials, averaged over the classes. `model` itself is
+    left untouched."""
+    logits = batch_mate_logits(model, sample, pool, trials, batch_size, seed)  # (trials, K)
     return float(logits.std(0).mean())
