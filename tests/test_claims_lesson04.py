@@ -140,9 +140,13 @@ def test_s5_train_mode_is_far_worse_at_batch_2_and_agrees_at_32(sweep):
 def test_s6_batch_renorm_recovers_part_of_the_loss(data, sweep):
     brn = L.batch_renorm(data, SEEDS)
     bn2 = sweep.acc("bn", 2)
-    record("lesson 4 §6", "batch 2: Batch Renorm - BN accuracy", brn - bn2, 0.03)
+    # How much it recovers swings with the seed and the CPU (2 to over 20 points, seeds 0-4 on
+    # three capability levels): every seed gains, and the mean gain is several points.
+    record("lesson 4 §6", "batch 2: Batch Renorm - BN accuracy", brn - bn2, 0.0)
+    record("lesson 4 §6", "batch 2: Batch Renorm - BN accuracy, mean", [np.mean(brn - bn2)], 0.05)
     free = np.minimum(sweep.acc("ln", 2), sweep.acc("gn", 2))
     record("lesson 4 §6", "batch 2: min(LN, GN) - Batch Renorm accuracy", free - brn, 0.0)
+    record("lesson 4 §6", "batch 2: min(LN, GN) - Batch Renorm, mean", [np.mean(free - brn)], 0.05)
 
 
 def test_s6_ghost_bn_the_statistics_batch_is_what_matters(data, sweep):
