@@ -422,6 +422,22 @@ def test_matching_mistakes_is_generic():
     assert matching_mistakes(3 * v, catalogue, v) == []
 
 
+def test_a_named_mistake_is_not_also_called_float32():
+    # NB: a mistake may differ from the reference by as little as float32's rounding (eps outside
+    # the root); its hint says what is wrong, and "computed in float32?" would mislead
+    want = np.linspace(1.0, 2.0, 8)
+    got = want * (1 + 1e-5)
+    case = SimpleNamespace(name="c", short="c", hint="")
+    named = [Mistake("scaled by 1 + 1e-5", lambda w: w * (1 + 1e-5))]
+    outcome = engine.compare_outputs({"out": got}, (want,), {"out": named}, (want,), case)
+    assert outcome.hints == {"out": ["scaled by 1 + 1e-5"]}
+    assert "float32" not in outcome.reason, outcome.reason
+    unexplained = engine.compare_outputs({"out": got}, (want,), {"out": []}, (want,), case)
+    assert "computed in float32?" in unexplained.reason, unexplained.reason
+    result = engine.summary("f", [outcome], 1, {"out": named})
+    assert "Likely mistake: scaled by 1 + 1e-5" in result.feedback and "float32" not in str(result)
+
+
 # --- the registry --------------------------------------------------------------------------------
 
 
@@ -699,6 +715,28 @@ def test_the_feedback_is_built_from_translated_messages(monkeypatch):
     assert "第一個未通過的案例（基本，N=8，D=5）" in result.feedback
     assert "<strong>可能的錯誤：</strong>" in html  # the HTML finds the translated parts too
     assert check_batchnorm_forward(forward).feedback.startswith("forward: all 6")  # English again
+
+
+def test_the_sentences_of_the_feedback_end_as_the_language_writes_them(monkeypatch):
+    from bnlib import i18n
+
+    # a zh-TW edition: a full-width full stop and no space between sentences
+    fake = {"{sentence}.": "{sentence}\u3002", "{sentences} {sentence}": "{sentences}{sentence}"}
+    monkeypatch.setattr(i18n, "_translations", lambda language: fake if language == "zh-TW" else {})
+    monkeypatch.setattr(i18n, "_default", "en")
+    parts = ["a", "b.", "is it slow?", "c"]
+    assert engine.sentences(parts) == "a. b. is it slow? c."
+    i18n.set_language("zh-TW")
+    try:
+        assert engine.sentences(parts) == "a\u3002b\u3002is it slow?c\u3002"
+        assert engine.sentences(["\u4e00\u3002", "\u4e8c\uff1f"]) == "\u4e00\u3002\u4e8c\uff1f"
+        result = check_batchnorm_forward(_with_cache(FORWARD_BUGS["unbiased variance"]))
+        html = result._repr_html_()
+    finally:
+        i18n.set_language("en")
+    assert ". " not in result.feedback and "\u3002Likely mistake:" in result.feedback
+    assert "\u3002<br><strong>Likely mistake:</strong>" in html  # the parts still break lines
+    assert "\u3002<br>First failing case" in html
 
 
 def test_a_task_scores_out_of_its_points():

@@ -1,6 +1,7 @@
-"""bnlib.checks_ex04: right code passes (on the fixed and on hidden cases), each named mistake is
-diagnosed, broken code fails cleanly with a one-line reason (never an exception), and the
-references agree with PyTorch's autograd in float64."""
+"""Exercise 4's checks (bnlib.grading.exercises.ex04, behind bnlib.checks): right code passes (on
+the fixed and on hidden cases), each named mistake is diagnosed, broken code fails cleanly with a
+one-line reason (never an exception), and the references agree with PyTorch's autograd in
+float64."""
 
 import time
 from contextlib import nullcontext
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib import checks
 from bnlib import functional as F
 from bnlib.checks import (
     CheckResult,
@@ -18,19 +18,22 @@ from bnlib.checks import (
     check_global_batch_stats,
     check_local_stats,
 )
-from bnlib.checks_ex04 import (
+from bnlib.grading import engine
+from bnlib.grading.exercises import TASKS
+from bnlib.grading.exercises.ex04 import (
+    _LARGE_OFFSET,
     BATCH_RENORM_BACKWARD_MISTAKES,
     BATCH_RENORM_MISTAKES,
     GLOBAL_STATS_MISTAKES,
     LOCAL_STATS_MISTAKES,
-    _local_cases,
-    _renorm_backward_cases,
-    _renorm_cases,
-    _stats_cases,
     batch_renorm_backward_reference,
     batch_renorm_reference,
+    global_stats_cases,
     global_stats_reference,
+    local_stats_cases,
     local_stats_reference,
+    renorm_backward_cases,
+    renorm_cases,
 )
 
 SECRETS = (1, 2, 12345)
@@ -103,7 +106,7 @@ def test_right_implementations_pass():
 
 @pytest.mark.parametrize("secret", SECRETS)
 def test_right_implementations_pass_the_hidden_cases(secret):
-    with checks.hidden_cases(secret):
+    with engine.hidden_cases(secret):
         for result in _all_checks():
             assert result.passed and result.score == 1.0, (secret, result.feedback)
 
@@ -111,7 +114,6 @@ def test_right_implementations_pass_the_hidden_cases(secret):
 def _arrays(cases):
     out = []
     for c in cases:
-        c = c[0] if isinstance(c, tuple) else c
         for name in ("x", "gamma", "beta", "batches"):
             value = getattr(c, name, None)
             if value is not None:
@@ -120,7 +122,7 @@ def _arrays(cases):
 
 
 @pytest.mark.parametrize(
-    "make", [_renorm_cases, _renorm_backward_cases, _local_cases, _stats_cases]
+    "make", [renorm_cases, renorm_backward_cases, local_stats_cases, global_stats_cases]
 )
 def test_hidden_cases_differ_from_the_self_check_cases(make):
     fixed = _arrays(make())
@@ -129,7 +131,7 @@ def test_hidden_cases_differ_from_the_self_check_cases(make):
     ), "the self-check cases must be reproducible"
     seen = [fixed]
     for secret in SECRETS:
-        with checks.hidden_cases(secret):
+        with engine.hidden_cases(secret):
             hidden = _arrays(make())
         assert len(hidden) == len(fixed)
         for other in seen:
@@ -168,13 +170,13 @@ def test_the_backward_reference_is_autograd_with_r_and_d_detached(secret, detach
     """The reference is torch's gradient with r and d detached; the "through r and d" mistake is
     torch's gradient without the detach (so the catalogue names what it claims)."""
     variant = None if detach else "through_rd"
-    with checks.hidden_cases(secret) if secret else nullcontext():
-        pairs = _renorm_backward_cases()
-    for case, dout in pairs:
+    with engine.hidden_cases(secret) if secret else nullcontext():
+        cases = renorm_backward_cases()
+    for case in cases:
         out, leaves = _torch_renorm(case, detach)
-        want = torch.autograd.grad(out, leaves, torch.tensor(dout))
+        want = torch.autograd.grad(out, leaves, torch.tensor(case.dout))
         got = batch_renorm_backward_reference(
-            dout, *_ref_args(case), case.eps_used, variant=variant
+            case.dout, *_ref_args(case), case.eps_used, variant=variant
         )
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w.numpy(), rtol=1e-10, atol=1e-12, err_msg=case.name)
@@ -188,10 +190,10 @@ def test_the_backward_cases_clip_where_they_say(secret):
     """Clipped everywhere, nowhere (with r != 1 and d != 0), on some features, and rmax=1/dmax=0:
     together they tell the mistakes apart (where nothing is clipped, the gradient through r and d
     is not zero; where everything is, it is)."""
-    with checks.hidden_cases(secret) if secret else nullcontext():
-        pairs = _renorm_backward_cases()
+    with engine.hidden_cases(secret) if secret else nullcontext():
+        cases = renorm_backward_cases()
     states = {}
-    for case, _ in pairs:
+    for case in cases:
         x, mean, var, eps = case.x, case.running_mean, case.running_var, case.eps_used
         sigma_b, sigma = np.sqrt(x.var(axis=0) + eps), np.sqrt(var + eps)
         r_raw, d_raw = sigma_b / sigma, (x.mean(axis=0) - mean) / sigma
@@ -270,7 +272,7 @@ def test_eps_slips_are_named_not_taken_for_float32(slip, named, secret):
     """These differ from the reference by ~1e-5, float32's order: the check must name them and
     must not ask "computed in float32?"."""
     hint = dict(zip(RENORM_VARIANTS, BATCH_RENORM_MISTAKES, strict=True))[named].hint
-    with nullcontext() if secret is None else checks.hidden_cases(secret):
+    with nullcontext() if secret is None else engine.hidden_cases(secret):
         result = check_batch_renorm_forward(_renorm_eps_slip(slip))
     assert not result.passed
     assert hint in result.feedback, result.feedback
@@ -435,8 +437,8 @@ def test_the_global_reference_is_the_data_statistics_at_the_cases_offsets():
     case, the large offsets included, far inside the check's tolerance (so a naive formula is not
     mistaken for wrong maths); at an extreme offset no formula on sums of squares could."""
     for secret in (None, *SECRETS):
-        with checks.hidden_cases(secret) if secret else nullcontext():
-            cases = _stats_cases()
+        with engine.hidden_cases(secret) if secret else nullcontext():
+            cases = global_stats_cases()
         for case in cases:
             for got, want in zip(global_stats_reference(*case.sent), case.want(), strict=True):
                 np.testing.assert_allclose(got, want, rtol=1e-7, err_msg=case.name)
@@ -449,6 +451,12 @@ def test_the_global_reference_is_the_data_statistics_at_the_cases_offsets():
     )
     exact = np.concatenate(far).var(axis=0)
     assert not np.allclose(global_stats_reference(*sent)[1], exact, rtol=0.1)
+
+
+def test_the_large_offset_case_says_its_offset():
+    (case,) = [c for c in global_stats_cases() if c.short == "large offsets"]
+    assert f"values near {_LARGE_OFFSET:.0e} " in case.name  # a literal name, for translation
+    assert all(np.abs(b.mean() - _LARGE_OFFSET) < 2 for b in case.batches)
 
 
 def test_the_empty_process_case_has_its_hint():
@@ -563,15 +571,15 @@ def test_wrong_shape_dtype_and_count():
 
 
 def test_a_function_that_never_returns_is_abandoned(monkeypatch):
-    monkeypatch.setattr(checks, "CALL_TIMEOUT", 0.3)
-    monkeypatch.setattr(checks, "CHECK_TIMEOUT", 0.5)
+    monkeypatch.setattr(engine, "CALL_TIMEOUT", 0.3)
+    monkeypatch.setattr(engine, "CHECK_TIMEOUT", 0.5)
     for check in CHECKS.values():
         result = check(_stuck)
         assert not result.passed and "did not return" in result.feedback, result.feedback
 
 
 def test_the_tasks_grade_the_four_functions():
-    tasks = checks.TASKS["ex04_small_batches"]
+    tasks = TASKS["ex04_small_batches"]
     assert [t.name for t in tasks] == [
         "batch_renorm_forward",
         "batch_renorm_backward",

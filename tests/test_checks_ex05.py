@@ -1,6 +1,6 @@
-"""bnlib.checks_ex05: right code passes, each named mistake is diagnosed, broken code fails
-cleanly with a one-line reason (never an exception); the references equal bnlib.functional and
-PyTorch (float64)."""
+"""Exercise 5's checks (bnlib.grading.exercises.ex05, behind bnlib.checks): right code passes,
+each named mistake is diagnosed, broken code fails cleanly with a one-line reason (never an
+exception); the references equal bnlib.functional and PyTorch (float64)."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ import torch.nn.functional as TF
 
 from bnlib import functional as F
 from bnlib.checks import (
-    TASKS,
     CheckResult,
     check_groupnorm_forward,
     check_instancenorm_forward,
@@ -17,21 +16,22 @@ from bnlib.checks import (
     check_layernorm_forward,
     check_rmsnorm_backward,
     check_rmsnorm_forward,
-    hidden_cases,
 )
-from bnlib.checks_ex05 import (
+from bnlib.grading.engine import hidden_cases
+from bnlib.grading.exercises import TASKS
+from bnlib.grading.exercises.ex05 import (
     GROUPNORM_MISTAKES,
     INSTANCENORM_MISTAKES,
     LAYERNORM_BACKWARD_MISTAKES,
     LAYERNORM_MISTAKES,
     RMSNORM_BACKWARD_MISTAKES,
     RMSNORM_MISTAKES,
-    _ln_backward,
-    _rms_cases,
     groupnorm_reference,
     instancenorm_reference,
+    layernorm_backward_reference,
     layernorm_reference,
     rmsnorm_backward_reference,
+    rmsnorm_cases,
     rmsnorm_reference,
 )
 
@@ -129,7 +129,7 @@ def test_rmsnorm_references_equal_torch(shape, eps, offset):
 
 
 def test_rmsnorm_cases_cover_the_hard_inputs():
-    cases = _rms_cases()
+    cases = rmsnorm_cases()
     assert any(c.x.shape[1] == 1 for c in cases), "D=1"
     assert any(c.x.shape[0] == 1 for c in cases), "N=1"
     assert any(np.abs(c.x).min() > 100 for c in cases), "a large offset"
@@ -234,7 +234,7 @@ def test_rmsnorm_backward_names_a_broken_forward():
 def test_each_layernorm_backward_mistake_is_named(variant, output, index):
     def backward(dout, cache):
         x, gamma, eps = cache
-        return _ln_backward(x, gamma, dout, eps, variant=variant)
+        return layernorm_backward_reference(x, gamma, dout, eps, variant=variant)
 
     def forward(x, gamma, beta, eps=1e-5):
         return ln_forward(x, gamma, beta, eps)[0], (x, gamma, eps)
@@ -342,9 +342,9 @@ def test_the_grader_runs_the_rmsnorm_tasks_on_hidden_cases():
     }
     tasks = TASKS["ex05_norm_family"]
     with hidden_cases(12345):  # as `bnlib grade` runs each task
-        hidden = _rms_cases()
+        hidden = rmsnorm_cases()
         results = {t.name: t.run(solution) for t in tasks}
-    assert not np.array_equal(hidden[0].x, _rms_cases()[0].x)  # not the learner's cases
+    assert not np.array_equal(hidden[0].x, rmsnorm_cases()[0].x)  # not the learner's cases
     assert all(r.passed and r.score == 1.0 for r in results.values()), results
     missing = {t.name: t.run({"rmsnorm_forward": rms_forward}) for t in tasks}
     assert "rmsnorm_backward is not defined" in missing["rmsnorm_backward"].feedback

@@ -703,8 +703,8 @@ def test_checks_do_not_use_assert_so_they_hold_under_python_O():
     import re
 
     from bnlib.grading import engine
-    from bnlib.grading.exercises import ex01, ex02, ex03
+    from bnlib.grading.exercises import ex01, ex02, ex03, ex04, ex05
 
-    for module in (F, bnn, engine, ex01, ex02, ex03):
+    for module in (F, bnn, engine, ex01, ex02, ex03, ex04, ex05):
         source = inspect.getsource(module)
         assert not re.search(r"^\s+assert ", source, re.MULTILINE), module.__name__

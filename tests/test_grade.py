@@ -736,6 +736,68 @@ def test_red_flags_in_a_notebooks_code():
     assert grading._red_flags(["# my solutions\nx = 1", "def f(:"]) == []
 
 
+def test_the_policy_names_exactly_what_the_agent_scores_0(tmp_path):
+    """POLICY (shown in every exercise) and the agent's watch list must not drift apart: each
+    bnlib module, torch.nn.functional function and torch.nn.modules file the agent watches is
+    named in the policy, and nothing else is."""
+    import inspect
+    import re
+
+    import torch.nn.functional as TF
+
+    from bnlib.grading import agent
+
+    bnlib_dir = ROOT / "bnlib"
+    watch = agent.Agent(str(tmp_path), str(tmp_path), {}, [str(bnlib_dir)], str(tmp_path / "w"))
+
+    def watched(path, name):
+        code = compile(f"def {name}(): pass", str(path), "exec").co_consts[0]
+        return watch._reference(code) is not None
+
+    named = set(re.findall(r"`([\w.]+)`", grade.POLICY))
+    packages = set(re.findall(r"anything in `([\w.]+)`", grade.POLICY))
+    modules = {}
+    for path in sorted(bnlib_dir.rglob("*.py")):
+        module = ".".join(("bnlib", *path.relative_to(bnlib_dir).with_suffix("").parts))
+        modules[module] = path
+        listed = module in named or any(module.startswith(f"{p}.") for p in packages)
+        assert watched(path, "any_function") == listed, module
+    functions = {n for n in named if n.startswith("bnlib.") and n not in {*modules, *packages}}
+    for name in functions:
+        module, function = name.rsplit(".", 1)
+        assert module in modules, f"the policy names {name}, which does not exist"
+        assert watched(modules[module], function) and not watched(modules[module], "other")
+    assert packages and functions and {"bnlib.functional", "bnlib.checks"} <= named
+
+    torch_file = inspect.getsourcefile(TF)
+    public = {n for n in dir(TF) if not n.startswith("_")}
+    assert {n for n in public if watched(torch_file, n)} == named & public
+    assert {"batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"} <= named
+
+    layers = Path(torch_file).parent / "modules"
+    for path in sorted(layers.glob("*.py")):
+        listed = f"torch.nn.modules.{path.stem}" in named
+        assert watched(path, "forward") == listed, path.name
+        assert not watched(path, "extra_repr")
+    assert {"torch.nn.modules.batchnorm", "torch.nn.modules.normalization"} <= named
+
+    flags = {n.split(".", 1)[1] for n in named if n.startswith("sys.")}
+    assert flags == {"setprofile", "settrace"}
+    for flag in flags:
+        assert grading._red_flags([f"import sys\nsys.{flag}(None)"]), flag
+    assert '"solutions" in a string' in grade.POLICY
+    assert grading._red_flags(["path = 'solutions'"])
+    everything = (
+        set(modules)
+        | packages
+        | functions
+        | public
+        | {"torch.nn.functional"}
+        | {f"torch.nn.modules.{p.stem}" for p in layers.glob("*.py")}
+    )
+    assert named <= everything | {f"sys.{f}" for f in flags}, named - everything
+
+
 def test_the_text_report_and_the_exit_codes(monkeypatch, capsys):
     graded = {
         "path": "a.ipynb",

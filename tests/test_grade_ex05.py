@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from bnlib.checks import RMSNORM_MISTAKES  # NB: bnlib.checks first (it imports checks_ex05)
+from bnlib.grading.exercises.ex05 import RMSNORM_MISTAKES
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "ex05_norm_family.ipynb"

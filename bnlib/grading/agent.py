@@ -9,9 +9,10 @@ computes itself on cases drawn from a secret seed.
 Requests come as pickles written by the grader (the grader trusts itself); answers go back as
 JSON plus .npy files (numbers only), which the grader reads without unpickling anything.
 The reference-implementation policy is watched here with a profile hook during each call: a
-learner frame on the stack calling a reference (bnlib's functional, nn, checks, hooks; torch's
-normalization functions and modules) is reported. It is a best effort against honest mistakes
-and casual copying, not a proof (code in this process can switch the hook off).
+learner frame on the stack calling a reference (BNLIB_MODULES and the others below: bnlib's
+functional, nn, checks, grading...; torch's normalization functions and modules) is reported.
+It is a best effort against honest mistakes and casual copying, not a proof (code in this
+process can switch the hook off).
 """
 
 import builtins
@@ -22,9 +23,14 @@ import sys
 
 import numpy as np
 
-_NORM_FUNCTIONS = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"}
-_NORM_MODULE_FILES = ("batchnorm.py", "normalization.py", "instancenorm.py")
-_REFERENCE_FILES = ("functional.py", "nn.py", "inference.py", "distributed.py")
+# The reference-implementation policy: what a graded function must not call. The policy text
+# every exercise shows (bnlib.grading.grade.POLICY) is written from these literals (read from
+# this source, which the grader does not import), so it names exactly what is watched here.
+BNLIB_MODULES = ("functional", "nn", "inference", "distributed", "checks")  # bnlib/<m>.py
+BNLIB_PACKAGES = ("grading",)  # everything in bnlib/<p>/
+BNLIB_FUNCTIONS = {"hooks": ("layer_percentiles",)}  # bnlib/<m>.py's <f>
+NORM_FUNCTIONS = ("batch_norm", "group_norm", "instance_norm", "layer_norm", "rms_norm")
+NORM_MODULES = ("batchnorm", "instancenorm", "normalization")  # torch/nn/modules/<m>.py, forward
 AGENT_FILE = "<bnlib-agent>"  # the name this source is compiled under in the kernel
 _MAX_NODES = 200_000
 _MAX_BYTES = 256 * 2**20
@@ -261,16 +267,18 @@ class Agent:
         base = os.path.basename(real)
         if real.startswith(self.bnlib_dirs) or "/bnlib/" in real:
             inside = real.rsplit(f"{os.sep}bnlib{os.sep}", 1)[-1]  # e.g. grading/engine.py
-            if base in _REFERENCE_FILES or base.startswith("checks"):
-                why = f"bnlib.{base[:-3]}.{name}"
-            elif inside.startswith(f"grading{os.sep}"):  # the exercises' references, the engine
-                why = "bnlib." + inside[:-3].replace(os.sep, ".") + f".{name}"
-            elif base == "hooks.py" and name == "layer_percentiles":
-                why = "bnlib.hooks.layer_percentiles"
+            parts = os.path.splitext(inside)[0].split(os.sep)  # e.g. ["grading", "engine"]
+            top = len(parts) == 1
+            if (
+                (top and parts[0] in BNLIB_MODULES)
+                or (not top and parts[0] in BNLIB_PACKAGES)  # the exercises' references, engine
+                or (top and name in BNLIB_FUNCTIONS.get(parts[0], ()))
+            ):
+                why = "bnlib." + ".".join(parts) + f".{name}"
         elif real.endswith(os.path.join("torch", "nn", "functional.py")):
-            if name in _NORM_FUNCTIONS:
+            if name in NORM_FUNCTIONS:
                 why = f"torch.nn.functional.{name}"
-        elif os.path.join("torch", "nn", "modules", "") in real and base in _NORM_MODULE_FILES:
+        elif os.path.join("torch", "nn", "modules", "") in real and base[:-3] in NORM_MODULES:
             if name == "forward":
                 why = f"torch.nn's {base[:-3]} modules"
         self.seen[key] = why

@@ -106,7 +106,7 @@ def make_exercise(solution, name="notebook"):
         if "id" not in cell:  # a stable id, so that the output is the same on every run
             cell["id"] = hashlib.sha256(f"{name}:{index}".encode()).hexdigest()[:12]
         cells.append(cell)
-    from bnlib.grading.grade import POLICY  # here: grade imports the checks, assign needs neither
+    from bnlib.grading.grade import POLICY  # here: grade imports the exercises, assign needs none
 
     policy = nbformat.v4.new_markdown_cell(f"**How this exercise is graded.** {POLICY}")
     policy["id"] = "grading-policy"

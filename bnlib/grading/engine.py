@@ -72,10 +72,12 @@ __all__ = [
     "one_line",
     "outputs_match",
     "pick",
+    "run_backward_case",
     "run_cases",
     "run_function_case",
     "run_task",
     "run_tasks",
+    "sentence_break",
     "sentences",
     "summary",
     "type_name",
@@ -131,10 +133,12 @@ class CheckResult:
     def _feedback_html(self):
         """The feedback with a line break before each of its parts, the diagnosis in bold."""
         text = html.escape(self.feedback)
+        stop = html.escape(sentence_break())  # ". " in English
+        end = stop.rstrip()
         for part in (_("First failing case"), _("Hint:"), _("Note:")):
-            text = text.replace(f". {part}", f".<br>{part}")
+            text = text.replace(f"{stop}{part}", f"{end}<br>{part}")
         for part in (_("Likely mistakes:"), _("Likely mistake:")):
-            text = text.replace(f". {part}", f".<br><strong>{part}</strong>")
+            text = text.replace(f"{stop}{part}", f"{end}<br><strong>{part}</strong>")
         return text
 
 
@@ -394,12 +398,27 @@ def _float32_rounded(got, want):
     return float(np.abs(got - want).max()) <= 1e-3 * scale
 
 
-def mismatch(name, got, want, *, float32_note=True):
+def _all_float32(got):
+    """Whether every entry of the float64 array `got` is a float32 number (float32 work cast
+    back to float64 gives such entries; float64 work almost never does)."""
+    got = np.asarray(got)
+    if got.dtype != np.float64 or got.size == 0:
+        return False
+    with np.errstate(all="ignore"):  # a huge float64 overflows float32: not float32 then
+        return bool(np.array_equal(got.astype(np.float32).astype(np.float64), got))
+
+
+def mismatch(name, got, want, *, float32_note=True, float32_by_size=True):
     """One line on how `got` differs from `want` (same shape assumed).
 
     float32_note: say so when `got` looks computed in float32 and cast back (off where float32
-    is the expected precision, e.g. a torch module's output).
+    is the expected precision, e.g. a torch module's output). float32_by_size: an error at
+    float32's rounding level is taken as a sign of float32 work; False where named mistakes (an
+    eps slip) or cancellation make errors that small: then only an output whose every entry is
+    a float32 number is.
     """
+    if float32_note and not float32_by_size and not _all_float32(got):
+        float32_note = False
     advice = _(_FLOAT32_ADVICE)
     if float32_note and _float32_rounded(got, want):
         return _(
@@ -435,14 +454,20 @@ def mismatch(name, got, want, *, float32_note=True):
     return text
 
 
-def modified(label, names, originals, passed):
-    """The reason when the learner's call changed one of its array arguments, else None."""
+def modified(label, names, originals, passed, advice=None):
+    """The reason when the learner's call changed one of its array arguments, else None.
+
+    advice: {argument name: a hint (marked N_) said after the reason for that argument}.
+    """
     for name, original, value in zip(names, originals, passed, strict=True):
         if not np.array_equal(original, value, equal_nan=True):
-            return _(
+            reason = _(
                 "{label} modified its argument {name} in place; compute new arrays instead "
                 "(e.g. xc = x - mu, not x -= mu)"
             ).format(label=label, name=name)
+            if advice and advice.get(name):
+                reason += f" ({_(advice[name])})"
+            return reason
     return None
 
 
@@ -497,11 +522,15 @@ class Outcome:
     setup_ok: bool | None = None  # the helpers called first (a forward) matched their reference
 
 
-def compare_outputs(outputs, wants, catalogues, args, case, *, float32_note=True):
+def compare_outputs(
+    outputs, wants, catalogues, args, case, *, float32_note=True, float32_by_size=True
+):
     """The Outcome for named outputs against their references.
 
     outputs: {name: what the learner returned}; wants: the references, in the same order;
-    catalogues: {name: mistakes}, each mistake's compute called on `args`.
+    catalogues: {name: mistakes}, each mistake's compute called on `args`. An output a named
+    mistake explains is not also said to look computed in float32 (float32_note: False to never
+    say it, where float32 is the expected precision; float32_by_size: see `mismatch`).
     """
     reasons, hints = [], {}
     for name, got, want in zip(outputs, outputs.values(), wants, strict=True):
@@ -510,7 +539,12 @@ def compare_outputs(outputs, wants, catalogues, args, case, *, float32_note=True
             continue
         if isinstance(got, np.ndarray) and catalogues.get(name):
             hints[name] = matching_mistakes(got, catalogues[name], *args, reference=want)
-        reasons.append(problem or mismatch(name, got, want, float32_note=float32_note))
+        # NB: a named mistake may differ from the reference by as little as float32's rounding
+        # (eps outside the root): its hint says what is wrong, "computed in float32?" would not
+        note = float32_note and not hints.get(name)
+        reasons.append(
+            problem or mismatch(name, got, want, float32_note=note, float32_by_size=float32_by_size)
+        )
     if not reasons:
         return Outcome(case)
     return Outcome(case, "; ".join(reasons), hints)
@@ -535,11 +569,18 @@ class Task:
     outputs: the names of what the graded function returns, in order ("out" alone: an array, not
         a tuple); extra: names returned but not graded (a cache);
     inputs: the names of the arguments, in call order, that must not be modified in place (None
-        for one the function may update in place);
+        for one the function may update in place); in_place_advice: {input name: a hint (N_)
+        added when the function modified that one};
     mistakes: {output name: [Mistake]}, each compute taking ref_args;
     run_case: (task, functions, case, budget, labels) -> Outcome, for what the generic runner
-        cannot do (a module class, a stateful probe, a forward called first for its cache): calls
-        learner code through `call`, and sets the Outcome's setup_ok when helpers ran first;
+        cannot do (a module class, a stateful probe): calls learner code through `call`, and sets
+        the Outcome's setup_ok when helpers ran first; `run_backward_case` is the one for a
+        backward pass that takes the cache of a forward called first;
+    setup_reference: (*ref_args) -> what the helper called first must output (a forward's out,
+        for `run_backward_case`), so the feedback can say when that helper is wrong;
+    float32_by_size: False where a named mistake or cancellation makes errors as small as
+        float32's rounding: an output is then said to look computed in float32 only when every
+        entry is a float32 number (`mismatch`);
     kind: "function" or "class", what `needs[-1]` must be;
     named: the feedback calls the graded function by the task's name, whatever its __name__
         (two tasks sharing one check: batchnorm_backward and batchnorm_backward_alt);
@@ -553,8 +594,11 @@ class Task:
     outputs: tuple[str, ...] = ("out",)
     extra: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
+    in_place_advice: Mapping[str, str] = field(default_factory=dict)
     mistakes: Mapping[str, Sequence[Mistake]] = field(default_factory=dict)
     run_case: Callable[..., Outcome] | None = None
+    setup_reference: Callable[..., Any] | None = None
+    float32_by_size: bool = True
     kind: str = "function"
     named: bool = False
     points: float = 1.0
@@ -664,14 +708,54 @@ def run_function_case(task, functions, case, budget, labels):
         [task.inputs[i] for i in kept],
         [ref_args[i] for i in kept],
         [args[i] for i in kept],
+        task.in_place_advice,
     )
     if changed:
         return Outcome(case, changed)
     want = task.reference(*ref_args)
     wants = (want,) if len(task.outputs) == 1 and not isinstance(want, tuple) else want
+    outputs = dict(zip(task.outputs, got, strict=True))
     return compare_outputs(
-        dict(zip(task.outputs, got, strict=True)), wants, task.mistakes, ref_args, case
+        outputs, wants, task.mistakes, ref_args, case, float32_by_size=task.float32_by_size
     )
+
+
+def run_backward_case(task, functions, case, budget, labels):
+    """The case of a backward task, needs = (forward, backward): call the forward on fresh copies
+    of case.args() for its cache, then the backward on a copy of case.dout and that cache; check
+    it returned task.outputs and left dout alone, and compare them with
+    task.reference(*case.grad_args()) (the mistakes of task.mistakes take grad_args too).
+
+    The outcome's setup_ok: whether the forward's out matched task.setup_reference(*ref_args).
+    """
+    forward, backward = functions
+    called = _("{label} (called first, to make the cache)").format(label=labels[0])
+    try:
+        out, cache = unpack(call(forward, case.args(), budget, called), ("out", "cache"), called)
+    except CallError as e:
+        return Outcome(case, str(e))
+    setup_ok = None
+    if task.setup_reference is not None:
+        want_out = task.setup_reference(*case.ref_args())
+        setup_ok = isinstance(out, np.ndarray) and outputs_match(out, want_out)
+    dout = case.dout.copy()
+    try:
+        value = call(backward, (dout, cache), budget, labels[-1])
+        grads = unpack(value, task.outputs + task.extra, labels[-1])[: len(task.outputs)]
+    except CallError as e:
+        return Outcome(case, str(e), setup_ok=setup_ok)
+    changed = modified(labels[-1], ("dout",), (case.dout,), (dout,))
+    if changed:
+        return Outcome(case, changed, setup_ok=setup_ok)
+    grad_args = case.grad_args()
+    want = task.reference(*grad_args)
+    wants = (want,) if len(task.outputs) == 1 and not isinstance(want, tuple) else want
+    outputs = dict(zip(task.outputs, grads, strict=True))
+    outcome = compare_outputs(
+        outputs, wants, task.mistakes, grad_args, case, float32_by_size=task.float32_by_size
+    )
+    outcome.setup_ok = setup_ok
+    return outcome
 
 
 def _single(value, label):
@@ -771,9 +855,29 @@ def summary(label, outcomes, total, catalogues, notes=(), points=1.0):
     return fail(sentences(parts), score, points)
 
 
+# How the feedback's sentences end and follow each other, in the language shown: English
+# "A. B? C.", Chinese "A。B？C。" (a full-width full stop, and no space after it)
+_SENTENCE = N_("{sentence}.")
+_NEXT_SENTENCE = N_("{sentences} {sentence}")
+_STOPS = ". \u3002"  # what a phrase may already end with: its own full stop is not doubled
+_QUESTION_MARKS = ("?", "\uff1f")
+
+
 def sentences(parts):
-    """Join phrases into sentences, each ending in one full stop (or its own '?')."""
-    return " ".join(p.rstrip(". ") + ("" if p.endswith("?") else ".") for p in parts)
+    """Join phrases into sentences, each ending in one full stop (or its own question mark),
+    as the language of the feedback writes them (through bnlib.i18n)."""
+    close, follow = _(_SENTENCE), _(_NEXT_SENTENCE)
+    text = None
+    for part in parts:
+        part = part.rstrip(_STOPS)
+        sentence = part if part.endswith(_QUESTION_MARKS) else close.format(sentence=part)
+        text = sentence if text is None else follow.format(sentences=text, sentence=sentence)
+    return text or ""
+
+
+def sentence_break():
+    """What `sentences` puts between two sentences after a full stop (". " in English)."""
+    return _(_SENTENCE).format(sentence="") + _(_NEXT_SENTENCE).format(sentences="", sentence="")
 
 
 def run_task(task, namespace) -> CheckResult:

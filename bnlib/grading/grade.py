@@ -11,8 +11,8 @@ files, the course's, or another learner's work, or outlive its grading. So:
   scores are computed here, and each task's score is clamped to [0, max];
 - the graded cases come from a secret drawn for each notebook (`engine.hidden_cases`): the
   self-check cases in the notebook are not the graded ones;
-- a task whose function calls a reference implementation (bnlib's functional, nn, checks;
-  torch's normalization functions and modules; the course's solutions) scores 0, and says why;
+- a task whose function calls a reference implementation scores 0, and says why (POLICY lists
+  them; it is written from the agent's own table of what it watches, so the two agree);
 - the course's own files (bnlib/) and the notebooks being graded are hashed before the run and
   checked after every notebook: on a change the run stops (see `grade_all`).
 The learner's file is only read. The exercise is the notebook metadata `bnlib.exercise` (a file
@@ -21,6 +21,7 @@ name that disagrees is reported), else the file name's `exNN_` prefix.
 
 from __future__ import annotations
 
+import ast
 import collections
 import csv
 import hashlib
@@ -36,7 +37,6 @@ from pathlib import Path
 
 import nbformat
 
-import bnlib.checks  # noqa: F401 - phase 1 of issue 15: registers exercises 4 and 5 in TASKS
 from bnlib.grading import engine
 from bnlib.grading.exercises import TASKS
 from bnlib.grading.remote import GradingError, Remote
@@ -56,17 +56,59 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 60  # seconds per cell; a lesson-sized notebook runs in well under that
 COURSE = Path(__file__).resolve().parents[2]  # the folder holding bnlib/
-POLICY = (
-    "Write each graded function yourself: a graded function that calls a reference "
-    "implementation (bnlib's functional, nn or checks, torch.nn.functional's norms, torch.nn's "
-    "norm layers, or the course's solutions) scores 0 for that task."
-)
 _MAX_RESTARTS = 3  # kernel deaths in cells survived per notebook (each one's cell is skipped)
 _AGENT_SOURCE = Path(__file__).with_name("agent.py").read_text(encoding="utf-8")
 _RED_FLAGS = {  # in a notebook's code: what only serves to dodge the policy or read answers
     "setprofile": "switches off the grader's policy watch (sys.setprofile)",
     "settrace": "switches off the grader's policy watch (sys.settrace)",
 }
+_SOLUTIONS = "solutions"  # a string naming it in the notebook's code: reads the course's solutions
+
+
+def _agent_constants(source, names):
+    """The literal values the agent's source assigns to `names` (read, never imported: the agent
+    runs in the learner's kernel, not here)."""
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and target.id in names:
+                found[target.id] = ast.literal_eval(node.value)
+    missing = set(names) - found.keys()
+    if missing:
+        raise RuntimeError(f"bnlib/grading/agent.py assigns no {sorted(missing)}")
+    return found
+
+
+def _listing(items, last="and"):
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def _policy(source):
+    """The grading policy, written from what the agent scores 0 (its constants) and the red flags
+    of the notebook's code (_RED_FLAGS, _SOLUTIONS)."""
+    c = _agent_constants(
+        source,
+        ("BNLIB_MODULES", "BNLIB_PACKAGES", "BNLIB_FUNCTIONS", "NORM_FUNCTIONS", "NORM_MODULES"),
+    )
+    bnlib = [f"`bnlib.{m}`" for m in c["BNLIB_MODULES"]]
+    bnlib += [f"anything in `bnlib.{p}`" for p in c["BNLIB_PACKAGES"]]
+    bnlib += [f"`bnlib.{m}.{f}`" for m, fs in c["BNLIB_FUNCTIONS"].items() for f in fs]
+    torch_functions = _listing(f"`{f}`" for f in c["NORM_FUNCTIONS"])
+    torch_modules = _listing(f"`torch.nn.modules.{m}`" for m in c["NORM_MODULES"])
+    flags = _listing((f"`sys.{name}`" for name in sorted(_RED_FLAGS)), "or")
+    return (
+        "Write each graded function yourself: a graded function (or class) that calls or "
+        "subclasses a reference implementation scores 0 for that task. The reference "
+        f"implementations: {_listing(bnlib)}; `torch.nn.functional`'s {torch_functions}; the "
+        f"norm layers of {torch_modules} (unless the task passes one in); and the course's "
+        f'solutions. A notebook with "{_SOLUTIONS}" in a string of its code, or that uses '
+        f"{flags}, scores 0 for every task."
+    )
+
+
+POLICY = _policy(_AGENT_SOURCE)
 
 
 # --- finding and reading notebooks ---------------------------------------------------------------
@@ -189,7 +231,7 @@ def _red_flags(sources):
         for tok in tokens:
             if tok.type == tokenize.NAME and tok.string in _RED_FLAGS:
                 found.append(_RED_FLAGS[tok.string])
-            elif tok.type == tokenize.STRING and "solutions" in tok.string:
+            elif tok.type == tokenize.STRING and _SOLUTIONS in tok.string:
                 found.append("reads the course's solutions")
     return sorted(set(found))
 

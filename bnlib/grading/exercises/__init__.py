@@ -4,10 +4,8 @@ id and its TASKS (bnlib.grading.engine.Task), in the order the notebook asks for
 `TASKS` maps an exercise id to its tasks; `bnlib grade` grades a notebook with them.
 """
 
-from bnlib.grading.exercises import ex01, ex02, ex03
+from bnlib.grading.exercises import ex01, ex02, ex03, ex04, ex05
 
 __all__ = ["TASKS"]
 
-TASKS: dict[str, list] = {m.EXERCISE: list(m.TASKS) for m in (ex01, ex02, ex03)}
-# NB (phase 1 of issue 15): exercises 4 and 5 still live in bnlib/checks_ex04.py and
-# checks_ex05.py; importing bnlib.checks adds their tasks to this dict.
+TASKS: dict[str, list] = {m.EXERCISE: list(m.TASKS) for m in (ex01, ex02, ex03, ex04, ex05)}

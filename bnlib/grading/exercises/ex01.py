@@ -17,19 +17,13 @@ import numpy as np
 
 from bnlib import functional as F
 from bnlib.grading.engine import (
-    CallError,
     CheckResult,
     EpsCase,
     Mistake,
-    Outcome,
     Task,
-    call,
     case_rng,
     check,
-    compare_outputs,
-    modified,
-    outputs_match,
-    unpack,
+    run_backward_case,
 )
 from bnlib.i18n import N_
 
@@ -585,34 +579,6 @@ SPATIAL_BACKWARD_MISTAKES = {
 # --- the tasks -----------------------------------------------------------------------------------
 
 
-def _backward_case(task, functions, case, budget, labels):
-    """Call the forward for its cache, then the backward on a copy of dout; compare dx, dgamma,
-    dbeta with the reference (the outcome's setup_ok: whether the forward was right)."""
-    forward, backward = functions
-    called = f"{labels[0]} (called first, to make the cache)"
-    try:
-        out, cache = unpack(call(forward, case.args(), budget, called), ("out", "cache"), called)
-    except CallError as e:
-        return Outcome(case, str(e))
-    setup_ok = isinstance(out, np.ndarray) and outputs_match(
-        out, forward_reference(*case.ref_args())
-    )
-    dout = case.dout.copy()
-    try:
-        grads = unpack(call(backward, (dout, cache), budget, labels[1]), task.outputs, labels[1])
-    except CallError as e:
-        return Outcome(case, str(e), setup_ok=setup_ok)
-    changed = modified(labels[1], ("dout",), (case.dout,), (dout,))
-    if changed:
-        return Outcome(case, changed, setup_ok=setup_ok)
-    want = backward_reference(*case.grad_args())
-    outcome = compare_outputs(
-        dict(zip(task.outputs, grads, strict=True)), want, task.mistakes, case.grad_args(), case
-    )
-    outcome.setup_ok = setup_ok
-    return outcome
-
-
 FORWARD = Task(
     "batchnorm_forward",
     needs=("batchnorm_forward",),
@@ -630,7 +596,8 @@ BACKWARD = Task(
     reference=backward_reference,
     outputs=("dx", "dgamma", "dbeta"),
     mistakes=BACKWARD_MISTAKES,
-    run_case=_backward_case,
+    run_case=run_backward_case,
+    setup_reference=forward_reference,
     named=True,
 )
 BACKWARD_ALT = replace(

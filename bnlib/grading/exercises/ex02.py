@@ -29,6 +29,7 @@ from bnlib.grading.engine import (
     mismatch,
     outputs_match,
     pick,
+    sentences,
     type_name,
 )
 from bnlib.i18n import N_, _
@@ -634,10 +635,11 @@ def _run_module(cls, case):
 def _failed(where, e):
     reason = _("{where}: raised {error}").format(where=where, error=describe_exception(e))
     if "backward through the graph" in str(e) or "modified by an inplace operation" in str(e):
-        reason += ". " + _(
+        advice = _(
             "Update the running statistics without building a graph: under torch.no_grad(), "
             "or from .detach()ed batch statistics"
         )
+        reason = sentences([reason, advice])
     return {"failed": reason}
 
 

@@ -1,8 +1,9 @@
-"""Checks of exercise 4 (small batches): batch renormalization's forward and backward passes,
-and the statistics synchronized BN exchanges: each process's (count, sum, sum of squares), and the
-global mean and variance combined from them.
+"""Exercise 4 (small batches): batch renormalization's forward and backward passes, and the
+statistics synchronized BN exchanges: each process's (count, sum, sum of squares), and the global
+mean and variance combined from them, as tasks of the check engine (bnlib.grading.engine).
 
-Built on bnlib.checks' machinery: hidden cases, named likely mistakes, never raises.
+Each task: the names it needs, its cases (drawn with case_rng: `hidden_cases` hides them), its
+float64 reference and its mistake catalogue.
 Shape legend: N batch, D features, K processes.
 References: Ioffe 2017, arXiv 1702.03275, Alg. 1 (r and d are constants in backprop: its
 stop_gradient); CS231n's forward/backward convention; torch.nn.SyncBatchNorm.
@@ -14,41 +15,53 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bnlib.checks import (
+from bnlib.grading.engine import (
+    CallError,
+    CheckResult,
+    EpsCase,
     Mistake,
-    _array_problem,
-    _call,
-    _CallError,
-    _case_rng,
-    _EpsCase,
-    _guarded,
-    _label,
-    _mismatch,
-    _modified,
-    _not_callable,
-    _Outcome,
-    _run_cases,
-    _summary,
-    _unpack,
+    Outcome,
+    Task,
+    array_problem,
+    call,
+    case_rng,
+    check,
+    compare_outputs,
     matching_mistakes,
+    mismatch,
+    modified,
     outputs_match,
-    task,
+    run_backward_case,
+    unpack,
 )
+from bnlib.i18n import N_, _
 
 __all__ = [
+    "BATCH_RENORM_BACKWARD",
     "BATCH_RENORM_BACKWARD_MISTAKES",
+    "BATCH_RENORM_FORWARD",
     "BATCH_RENORM_MISTAKES",
+    "EXERCISE",
+    "GLOBAL_BATCH_STATS",
     "GLOBAL_STATS_MISTAKES",
+    "LOCAL_STATS",
     "LOCAL_STATS_MISTAKES",
+    "TASKS",
     "batch_renorm_backward_reference",
     "batch_renorm_reference",
     "check_batch_renorm_backward",
     "check_batch_renorm_forward",
     "check_global_batch_stats",
     "check_local_stats",
+    "global_stats_cases",
     "global_stats_reference",
+    "local_stats_cases",
     "local_stats_reference",
+    "renorm_backward_cases",
+    "renorm_cases",
 ]
+
+EXERCISE = "ex04_small_batches"
 
 
 # --- batch renormalization -----------------------------------------------------------------------
@@ -96,23 +109,6 @@ def batch_renorm_reference(
     return gamma * xhat + beta
 
 
-def _why(name, got, want, hints):
-    """How `got` differs from `want`, asking "computed in float32?" only when no named mistake
-    explains it and every entry of `got` is a float32 number (float32 work cast back to float64).
-
-    NB: a named mistake may differ from the reference by as little as float32's rounding (eps
-    outside the root or missing from r: a relative 1e-5 where the variances are near 1), and a
-    float64 formula that loses digits to cancellation is no float32 either: the size of the error
-    alone says nothing about float32, so it is never the evidence.
-    """
-    got = np.asarray(got)
-    float32 = got.dtype == np.float64 and got.size > 0
-    if float32:
-        with np.errstate(all="ignore"):  # a huge float64 overflows float32: not float32 then
-            float32 = np.array_equal(got.astype(np.float32).astype(np.float64), got)
-    return _mismatch(name, got, want, float32_note=float32 and not hints)
-
-
 def _brn(variant):
     return lambda x, g, b, m, v, rmax, dmax, eps: batch_renorm_reference(
         x, g, b, m, v, rmax, dmax, eps, variant=variant
@@ -121,59 +117,74 @@ def _brn(variant):
 
 BATCH_RENORM_MISTAKES = [
     Mistake(
-        "r and d are not clipped (or x was normalized with the running statistics, which is the "
-        "same thing): r = clip(sigma_B / sigma, 1/rmax, rmax), "
-        "d = clip((mu_B - running_mean) / sigma, -dmax, dmax)",
+        N_(
+            "r and d are not clipped (or x was normalized with the running statistics, which is "
+            "the same thing): r = clip(sigma_B / sigma, 1/rmax, rmax), "
+            "d = clip((mu_B - running_mean) / sigma, -dmax, dmax)"
+        ),
         _brn("no_clip"),
     ),
     Mistake(
-        "r only clipped from above: clip it to [1/rmax, rmax] (np.clip(r, 1 / rmax, rmax))",
+        N_("r only clipped from above: clip it to [1/rmax, rmax] (np.clip(r, 1 / rmax, rmax))"),
         _brn("r_upper_only"),
     ),
-    Mistake("r is upside down: r = sigma_B / sigma (batch over running)", _brn("r_inverted")),
-    Mistake("d has the wrong sign: d = (mu_B - running_mean) / sigma", _brn("d_sign")),
+    Mistake(N_("r is upside down: r = sigma_B / sigma (batch over running)"), _brn("r_inverted")),
+    Mistake(N_("d has the wrong sign: d = (mu_B - running_mean) / sigma"), _brn("d_sign")),
     Mistake(
-        "d is not divided by sigma: d = (mu_B - running_mean) / sigma, in units of the running "
-        "standard deviation",
+        N_(
+            "d is not divided by sigma: d = (mu_B - running_mean) / sigma, in units of the "
+            "running standard deviation"
+        ),
         _brn("d_not_scaled"),
     ),
     Mistake(
-        "sigma = sqrt(running_var) without eps: use sqrt(running_var + eps), as batch norm does",
+        N_(
+            "sigma = sqrt(running_var) without eps: use sqrt(running_var + eps), as batch norm does"
+        ),
         _brn("no_eps_sigma"),
     ),
     Mistake(
-        "sigma = sqrt(running_var) + eps: eps goes inside the root, "
-        "sigma = sqrt(running_var + eps)",
+        N_(
+            "sigma = sqrt(running_var) + eps: eps goes inside the root, "
+            "sigma = sqrt(running_var + eps)"
+        ),
         _brn("eps_outside_sigma"),
     ),
     Mistake(
-        "r = sqrt(v_B) / sigma, without eps (x.std(axis=0) has none): r = sigma_B / sigma with "
-        "sigma_B = sqrt(v_B + eps), the sigma_B that normalizes x",
+        N_(
+            "r = sqrt(v_B) / sigma, without eps (x.std(axis=0) has none): r = sigma_B / sigma "
+            "with sigma_B = sqrt(v_B + eps), the sigma_B that normalizes x"
+        ),
         _brn("no_eps_r"),
     ),
     Mistake(
-        "sigma_B = sqrt(v_B) without eps (x.std(axis=0) has none): use sigma_B = sqrt(v_B + eps), "
-        "in the normalization and in r",
+        N_(
+            "sigma_B = sqrt(v_B) without eps (x.std(axis=0) has none): use "
+            "sigma_B = sqrt(v_B + eps), in the normalization and in r"
+        ),
         _brn("no_eps_sigma_b"),
     ),
     Mistake(
-        "this is plain batch norm (r = 1, d = 0): correct the batch statistics with r and d",
+        N_("this is plain batch norm (r = 1, d = 0): correct the batch statistics with r and d"),
         _brn("plain_bn"),
     ),
     Mistake(
-        "r and d in the wrong order: xhat = (x - mu_B) / sigma_B * r + d (scale by r, then add d)",
+        N_(
+            "r and d in the wrong order: xhat = (x - mu_B) / sigma_B * r + d (scale by r, then "
+            "add d)"
+        ),
         _brn("d_before_r"),
     ),
     Mistake(
-        "unbiased batch variance (N - 1): normalize with the biased one, as batch norm does",
+        N_("unbiased batch variance (N - 1): normalize with the biased one, as batch norm does"),
         _brn("unbiased"),
     ),
-    Mistake("the affine step is missing: out = gamma * xhat + beta", _brn("no_affine")),
+    Mistake(N_("the affine step is missing: out = gamma * xhat + beta"), _brn("no_affine")),
 ]
 
 
 @dataclass(frozen=True)
-class _RenormCase(_EpsCase):
+class RenormCase(EpsCase):
     name: str
     short: str
     x: np.ndarray  # (N, D)
@@ -183,10 +194,12 @@ class _RenormCase(_EpsCase):
     running_var: np.ndarray  # (D,)
     rmax: float
     dmax: float
-    eps: float | None
+    eps: float | None  # None: call without eps, so the learner's default 1e-5 is used
     hint: str = ""
+    dout: np.ndarray | None = None  # the upstream gradient, for the backward task
 
     def args(self):
+        """Fresh copies of the forward's arguments, so changes made in place can be detected."""
         args = [
             self.x.copy(),
             self.gamma.copy(),
@@ -212,14 +225,27 @@ class _RenormCase(_EpsCase):
             self.eps_used,
         )
 
+    def grad_args(self):
+        """What the backward reference and the backward mistakes take."""
+        return (
+            self.dout,
+            self.x,
+            self.gamma,
+            self.running_mean,
+            self.running_var,
+            self.rmax,
+            self.dmax,
+            self.eps_used,
+        )
 
-def _renorm_cases():
-    rng = _case_rng(17020327)  # Batch Renormalization's arXiv number
+
+def renorm_cases():
+    rng = case_rng(17020327)  # Batch Renormalization's arXiv number
 
     def case(name, short, x, mean, var, rmax, dmax, eps=None, hint=""):
         D = x.shape[1]
         gamma = rng.uniform(0.5, 2.0, D) * rng.choice([-1.0, 1.0], D)
-        return _RenormCase(
+        return RenormCase(
             name, short, x, gamma, rng.standard_normal(D), mean, var, rmax, dmax, eps, hint
         )
 
@@ -228,18 +254,18 @@ def _renorm_cases():
     ones, zeros = np.ones(5), np.zeros(5)
     return [
         case(
-            "rmax=1, dmax=0 (r = 1, d = 0: batch norm), N=8, D=5",
-            "rmax=1, dmax=0",
+            N_("rmax=1, dmax=0 (r = 1, d = 0: batch norm), N=8, D=5"),
+            N_("rmax=1, dmax=0"),
             x_wide,
             zeros,
             ones,
             1.0,
             0.0,
-            hint="with rmax=1 and dmax=0, batch renorm is batch norm exactly",
+            hint=N_("with rmax=1 and dmax=0, batch renorm is batch norm exactly"),
         ),
         case(
-            "r and d clipped on both sides (rmax=2, dmax=1), N=8, D=5",
-            "clipped",
+            N_("r and d clipped on both sides (rmax=2, dmax=1), N=8, D=5"),
+            N_("clipped"),
             x_wide,
             zeros,
             ones,
@@ -247,8 +273,8 @@ def _renorm_cases():
             1.0,
         ),
         case(
-            "no clipping needed (rmax=100, dmax=100), N=16, D=3",
-            "unclipped",
+            N_("no clipping needed (rmax=100, dmax=100), N=16, D=3"),
+            N_("unclipped"),
             rng.standard_normal((16, 3)) * 2 + 1,
             np.array([0.5, 1.5, 0.0]),
             np.array([3.0, 5.0, 0.5]),
@@ -256,8 +282,8 @@ def _renorm_cases():
             100.0,
         ),
         case(
-            "the smallest batch, N=2, running statistics far off",
-            "N=2",
+            N_("the smallest batch, N=2, running statistics far off"),
+            N_("N=2"),
             rng.standard_normal((2, 4)) * 3,
             np.array([1.0, -2.0, 0.0, 4.0]),
             np.array([0.25, 4.0, 1.0, 9.0]),
@@ -265,66 +291,57 @@ def _renorm_cases():
             5.0,
         ),
         case(
-            "a zero running variance (eps matters in sigma), N=6, D=3",
-            "running_var = 0",
+            N_("a zero running variance (eps matters in sigma), N=6, D=3"),
+            N_("running_var = 0"),
             rng.standard_normal((6, 3)) * 1e-3,
             np.zeros(3),
             np.zeros(3),
             1e6,
             1e6,
-            hint="sigma = sqrt(running_var + eps): the eps keeps it away from zero",
+            hint=N_("sigma = sqrt(running_var + eps): the eps keeps it away from zero"),
         ),
         case(
-            "eps=1e-2 passed explicitly, N=10, D=4",
-            "eps passed",
+            N_("eps=1e-2 passed explicitly, N=10, D=4"),
+            N_("eps passed"),
             rng.standard_normal((10, 4)) * 0.1,
             np.zeros(4),
             np.full(4, 0.02),
             3.0,
             5.0,
             eps=1e-2,
-            hint="use the eps argument, not a fixed 1e-5",
+            hint=N_("use the eps argument, not a fixed 1e-5"),
         ),
     ]
 
 
-def _renorm_case(fn, case, budget, label):
-    args = case.args()
-    try:
-        out, _ = _unpack(_call(fn, args, budget, label), ("out", "cache"), label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
-    names = ("x", "gamma", "beta", "running_mean", "running_var")
-    originals = (case.x, case.gamma, case.beta, case.running_mean, case.running_var)
-    modified = _modified(label, names, originals, args[:5])
-    if modified:
-        if "running" in modified:
-            modified += " (return new values; this exercise does not update the running ones)"
-        return _Outcome(case, modified)
-    want = batch_renorm_reference(*case.ref_args())
-    problem = _array_problem(out, "out", want.shape, want.dtype)
-    if problem is None and outputs_match(out, want):
-        return _Outcome(case)
-    hints = []
-    if isinstance(out, np.ndarray):
-        hints = matching_mistakes(out, BATCH_RENORM_MISTAKES, *case.ref_args(), reference=want)
-    return _Outcome(case, problem or _why("out", out, want, hints), {"out": hints})
+_RETURN_NEW = N_("return new values; this exercise does not update the running ones")
+
+# NB: a named mistake may differ from the reference by as little as float32's rounding (eps
+# outside the root or missing from r: a relative 1e-5 where the variances are near 1), and a
+# float64 formula that loses digits to cancellation is no float32 either: the size of an error
+# alone says nothing about float32 here (float32_by_size=False in every task of this exercise).
+BATCH_RENORM_FORWARD = Task(
+    "batch_renorm_forward",
+    needs=("batch_renorm_forward",),
+    cases=renorm_cases,
+    reference=batch_renorm_reference,
+    outputs=("out",),
+    extra=("cache",),
+    inputs=("x", "gamma", "beta", "running_mean", "running_var"),
+    in_place_advice={"running_mean": _RETURN_NEW, "running_var": _RETURN_NEW},
+    mistakes={"out": BATCH_RENORM_MISTAKES},
+    float32_by_size=False,
+)
 
 
-@_guarded
-def check_batch_renorm_forward(batch_renorm_forward):
+def check_batch_renorm_forward(batch_renorm_forward) -> CheckResult:
     """Check `batch_renorm_forward(x, gamma, beta, running_mean, running_var, rmax, dmax,
     eps=1e-5) -> (out, cache)`, training mode, x: (N, D) float64.
 
     Compared with Ioffe 2017's Alg. 1 on hidden cases (rmax=1/dmax=0, clipping on both sides,
     no clipping, N=2, a zero running variance, an explicit eps). Returns a CheckResult.
     """
-    label = _label(batch_renorm_forward, "batch_renorm_forward")
-    if not callable(batch_renorm_forward):
-        return _not_callable("batch_renorm_forward", batch_renorm_forward)
-    cases = _renorm_cases()
-    outcomes = _run_cases(lambda c, b: _renorm_case(batch_renorm_forward, c, b, label), cases)
-    return _summary(label, outcomes, len(cases), {"out": BATCH_RENORM_MISTAKES})
+    return check(BATCH_RENORM_FORWARD, batch_renorm_forward)
 
 
 # --- batch renormalization, backward: r and d are constants -------------------------------------
@@ -394,44 +411,55 @@ def _brb(variant, output):
     return lambda dout, *args: batch_renorm_backward_reference(dout, *args, variant=variant)[index]
 
 
-_THROUGH_RD = (
+_THROUGH_RD = N_(
     "dx: the gradient flowed through r and d (autograd through clip, or the unclipped "
     "xhat = (x - running_mean) / sigma differentiated); Batch Renorm treats r and d as constants "
     "(the paper's stop_gradient), so x reaches the output only through mu_B, sigma_B and "
     "(x - mu_B) / sigma_B, as in batch norm"
 )
-_SWAPPED_RENORM = "dgamma and dbeta swapped: dgamma = sum(dout * xhat), dbeta = sum(dout)"
-_AXIS1_RENORM = "dgamma and dbeta summed over axis 1: sum over the batch, axis 0, one per feature"
+_SWAPPED_RENORM = N_("dgamma and dbeta swapped: dgamma = sum(dout * xhat), dbeta = sum(dout)")
+_AXIS1_RENORM = N_(
+    "dgamma and dbeta summed over axis 1: sum over the batch, axis 0, one per feature"
+)
 
 BATCH_RENORM_BACKWARD_MISTAKES = {
     "dx": [
         Mistake(_THROUGH_RD, _brb("through_rd", "dx")),
         Mistake(_THROUGH_RD, _brb("running_stats", "dx")),
         Mistake(
-            "dx: the factor r is missing (this is plain batch norm's dx): xhat = z * r + d with "
-            "z = (x - mu_B) / sigma_B, so the gradient reaching z is dout * gamma * r",
+            N_(
+                "dx: the factor r is missing (this is plain batch norm's dx): xhat = z * r + d "
+                "with z = (x - mu_B) / sigma_B, so the gradient reaching z is dout * gamma * r"
+            ),
             _brb("no_r", "dx"),
         ),
         Mistake(
-            "dx: gamma is missing; the gradient reaching xhat is dout * gamma",
+            N_("dx: gamma is missing; the gradient reaching xhat is dout * gamma"),
             _brb("no_gamma", "dx"),
         ),
         Mistake(
-            "dx: mu_B and sigma_B were treated as constants along with r and d; only r and d are "
-            "constants, the paths through mu_B and sigma_B stay, as in batch norm's backward",
+            N_(
+                "dx: mu_B and sigma_B were treated as constants along with r and d; only r and d "
+                "are constants, the paths through mu_B and sigma_B stay, as in batch norm's "
+                "backward"
+            ),
             _brb("constants", "dx"),
         ),
         Mistake(
-            "dx: batch norm's closed form was used with the renormalized xhat; it needs "
-            "z = (x - mu_B) / sigma_B, before r and d",
+            N_(
+                "dx: batch norm's closed form was used with the renormalized xhat; it needs "
+                "z = (x - mu_B) / sigma_B, before r and d"
+            ),
             _brb("xhat_in_closed_form", "dx"),
         ),
     ],
     "dgamma": [
         Mistake(_SWAPPED_RENORM, _brb("swapped", "dgamma")),
         Mistake(
-            "dgamma = sum(dout * (x - mu_B) / sigma_B): gamma multiplies xhat, after r and d, "
-            "so dgamma = sum(dout * xhat)",
+            N_(
+                "dgamma = sum(dout * (x - mu_B) / sigma_B): gamma multiplies xhat, after r and d, "
+                "so dgamma = sum(dout * xhat)"
+            ),
             _brb("dgamma_z", "dgamma"),
         ),
         Mistake(_AXIS1_RENORM, _brb("axis1", "dgamma")),
@@ -443,10 +471,11 @@ BATCH_RENORM_BACKWARD_MISTAKES = {
 }
 
 
-def _renorm_backward_cases():
-    """(case, dout) pairs. Each x is built with exact batch means and spreads, so whether r and d
-    are clipped does not depend on the draw (nor on the grading secret)."""
-    rng = _case_rng(1702032717)
+def renorm_backward_cases():
+    """The cases, each with its random dout (NB: all ones hides bugs). Each x is built with exact
+    batch means and spreads, so whether r and d are clipped does not depend on the draw (nor on
+    the grading secret)."""
+    rng = case_rng(1702032717)
 
     def x_with(N, stds, means):
         z = rng.standard_normal((N, len(stds)))
@@ -456,15 +485,16 @@ def _renorm_backward_cases():
     def case(name, short, x, mean, var, rmax, dmax, eps=None):
         D = x.shape[1]
         gamma = rng.uniform(0.5, 2.0, D) * rng.choice([-1.0, 1.0], D)
-        c = _RenormCase(name, short, x, gamma, rng.standard_normal(D), mean, var, rmax, dmax, eps)
-        return c, rng.standard_normal(x.shape)  # NB: a random dout (all ones hides bugs)
+        beta = rng.standard_normal(D)
+        dout = rng.standard_normal(x.shape)
+        return RenormCase(name, short, x, gamma, beta, mean, var, rmax, dmax, eps, dout=dout)
 
     zeros, ones = np.zeros(4), np.ones(4)
     # stds vs sqrt(running_var) = 1 set r, means vs running_mean = 0 set d, feature by feature
     return [
         case(
-            "rmax=1, dmax=0 (r = 1, d = 0: batch norm's gradient), N=8, D=4",
-            "rmax=1, dmax=0",
+            N_("rmax=1, dmax=0 (r = 1, d = 0: batch norm's gradient), N=8, D=4"),
+            N_("rmax=1, dmax=0"),
             x_with(8, [0.5, 1.4, 2.0, 3.0], [1.0, -2.0, 0.5, 3.0]),  # NB: not on a bound
             zeros,
             ones,
@@ -472,8 +502,8 @@ def _renorm_backward_cases():
             0.0,
         ),
         case(
-            "no clipping (rmax=dmax=100), r far from 1 and d far from 0, N=10, D=4",
-            "unclipped",
+            N_("no clipping (rmax=dmax=100), r far from 1 and d far from 0, N=10, D=4"),
+            N_("unclipped"),
             x_with(10, [0.4, 1.7, 3.0, 0.8], [1.5, -2.0, 0.7, -0.3]),
             zeros,
             ones,
@@ -481,8 +511,8 @@ def _renorm_backward_cases():
             100.0,
         ),
         case(
-            "r and d clipped on every feature (rmax=1.5, dmax=0.5), N=12, D=4",
-            "all clipped",
+            N_("r and d clipped on every feature (rmax=1.5, dmax=0.5), N=12, D=4"),
+            N_("all clipped"),
             x_with(12, [0.2, 3.0, 0.3, 5.0], [2.0, -3.0, 1.0, -4.0]),
             zeros,
             ones,
@@ -490,8 +520,8 @@ def _renorm_backward_cases():
             0.5,
         ),
         case(
-            "some features clipped, some not (rmax=2, dmax=1), N=9, D=4",
-            "mixed",
+            N_("some features clipped, some not (rmax=2, dmax=1), N=9, D=4"),
+            N_("mixed"),
             x_with(9, [0.3, 1.3, 4.0, 0.8], [0.4, -2.5, 3.0, -0.2]),
             zeros,
             ones,
@@ -499,8 +529,8 @@ def _renorm_backward_cases():
             1.0,
         ),
         case(
-            "eps=1e-2 passed explicitly, small spreads, no clipping, N=6, D=3",
-            "eps passed",
+            N_("eps=1e-2 passed explicitly, small spreads, no clipping, N=6, D=3"),
+            N_("eps passed"),
             x_with(6, [0.05, 0.1, 0.2], [0.02, -0.05, 0.1]),
             np.array([0.0, 0.05, -0.1]),
             np.array([0.01, 0.02, 0.05]),
@@ -511,46 +541,20 @@ def _renorm_backward_cases():
     ]
 
 
-def _renorm_backward_case(forward, backward, case, dout, budget, label, fwd_label):
-    """Run one case: (outcome, whether the forward matched the reference, None if it raised)."""
-    args = case.args()
-    try:
-        called = f"{fwd_label} (called first, to make the cache)"
-        out, cache = _unpack(_call(forward, args, budget, called), ("out", "cache"), called)
-    except _CallError as e:
-        return _Outcome(case, str(e)), None
-    want_out = batch_renorm_reference(*case.ref_args())
-    fwd_ok = isinstance(out, np.ndarray) and outputs_match(out, want_out)
-    dout_arg = dout.copy()
-    try:
-        grads = _unpack(
-            _call(backward, (dout_arg, cache), budget, label), ("dx", "dgamma", "dbeta"), label
-        )
-    except _CallError as e:
-        return _Outcome(case, str(e)), fwd_ok
-    modified = _modified(label, ("dout",), (dout,), (dout_arg,))
-    if modified:
-        return _Outcome(case, modified), fwd_ok
-    ref_args = (dout, case.x, case.gamma, case.running_mean, case.running_var)
-    ref_args += (case.rmax, case.dmax, case.eps_used)
-    want = batch_renorm_backward_reference(*ref_args)
-    reasons, hints = [], {}
-    for (output, catalogue), got, ref in zip(
-        BATCH_RENORM_BACKWARD_MISTAKES.items(), grads, want, strict=True
-    ):
-        problem = _array_problem(got, output, ref.shape, ref.dtype)
-        if problem is None and outputs_match(got, ref):
-            continue
-        if isinstance(got, np.ndarray):
-            hints[output] = matching_mistakes(got, catalogue, *ref_args, reference=ref)
-        reasons.append(problem or _why(output, got, ref, hints.get(output)))
-    if not reasons:
-        return _Outcome(case), fwd_ok
-    return _Outcome(case, "; ".join(reasons), hints), fwd_ok
+BATCH_RENORM_BACKWARD = Task(
+    "batch_renorm_backward",
+    needs=("batch_renorm_forward", "batch_renorm_backward"),
+    cases=renorm_backward_cases,
+    reference=batch_renorm_backward_reference,
+    outputs=("dx", "dgamma", "dbeta"),
+    mistakes=BATCH_RENORM_BACKWARD_MISTAKES,
+    run_case=run_backward_case,
+    setup_reference=batch_renorm_reference,
+    float32_by_size=False,
+)
 
 
-@_guarded
-def check_batch_renorm_backward(batch_renorm_forward, batch_renorm_backward):
+def check_batch_renorm_backward(batch_renorm_forward, batch_renorm_backward) -> CheckResult:
     """Check `batch_renorm_backward(dout, cache) -> (dx, dgamma, dbeta)`, with cache from
     `batch_renorm_forward`, r and d treated as constants (Ioffe 2017's stop_gradient).
 
@@ -558,34 +562,7 @@ def check_batch_renorm_backward(batch_renorm_forward, batch_renorm_backward):
     r and d are clipped everywhere, nowhere, on some features, and rmax=1/dmax=0 (plain BN).
     Returns a CheckResult; the score is the fraction of cases passed.
     """
-    label = _label(batch_renorm_backward, "batch_renorm_backward")
-    fwd_label = _label(batch_renorm_forward, "batch_renorm_forward")
-    for what, fn in ((fwd_label, batch_renorm_forward), (label, batch_renorm_backward)):
-        if not callable(fn):
-            return _not_callable(what, fn)
-    pairs = _renorm_backward_cases()
-    douts = dict(zip((c.name for c, _ in pairs), (d for _, d in pairs), strict=True))
-    forward_wrong = []
-
-    def run(case, budget):
-        outcome, fwd_ok = _renorm_backward_case(
-            batch_renorm_forward,
-            batch_renorm_backward,
-            case,
-            douts[case.name],
-            budget,
-            label,
-            fwd_label,
-        )
-        forward_wrong.append(fwd_ok is False)  # None: the forward raised, the reason says so
-        return outcome
-
-    cases = [c for c, _ in pairs]
-    outcomes = _run_cases(run, cases)
-    notes = []
-    if any(forward_wrong) and any(o.reason for o in outcomes):
-        notes.append(f"Note: {fwd_label} fails its own check too; fix it first")
-    return _summary(label, outcomes, len(cases), BATCH_RENORM_BACKWARD_MISTAKES, notes=notes)
+    return check(BATCH_RENORM_BACKWARD, batch_renorm_forward, batch_renorm_backward)
 
 
 # --- what each process sends: its count, sum and sum of squares ----------------------------------
@@ -622,17 +599,19 @@ def _ls(variant, output):
     return compute
 
 
-_LS_MEAN = (
+_LS_MEAN = N_(
     "means instead of sums: send sums, which add up across processes (the counts then give the "
     "global mean)"
 )
-_LS_AXIS1 = "summed over axis 1 (the features): sum over the batch, axis 0, one per feature"
+_LS_AXIS1 = N_("summed over axis 1 (the features): sum over the batch, axis 0, one per feature")
 
 LOCAL_STATS_MISTAKES = {
     "count": [
-        Mistake("count is x.size (N * D): count the samples, N = x.shape[0]", _ls("size", "count")),
         Mistake(
-            "count is the number of features: count the samples, N = x.shape[0]",
+            N_("count is x.size (N * D): count the samples, N = x.shape[0]"), _ls("size", "count")
+        ),
+        Mistake(
+            N_("count is the number of features: count the samples, N = x.shape[0]"),
             _ls("features", "count"),
         ),
     ],
@@ -640,12 +619,14 @@ LOCAL_STATS_MISTAKES = {
     "sumsq": [
         Mistake(_LS_MEAN, _ls("mean", "sumsq")),
         Mistake(
-            "sumsq is the sum of squared deviations from the local mean: send the sum of the "
-            "squares themselves, sum(x**2); the global mean is not known yet",
+            N_(
+                "sumsq is the sum of squared deviations from the local mean: send the sum of the "
+                "squares themselves, sum(x**2); the global mean is not known yet"
+            ),
             _ls("deviations", "sumsq"),
         ),
         Mistake(
-            "sumsq is the square of the sum: square first, then sum, sum(x**2)",
+            N_("sumsq is the square of the sum: square first, then sum, sum(x**2)"),
             _ls("square_of_sum", "sumsq"),
         ),
         Mistake(_LS_AXIS1, _ls("axis1", "sumsq")),
@@ -654,7 +635,7 @@ LOCAL_STATS_MISTAKES = {
 
 
 @dataclass(frozen=True)
-class _LocalCase:
+class LocalCase:
     name: str
     short: str
     x: np.ndarray  # (N, D)
@@ -664,75 +645,90 @@ class _LocalCase:
         return [self.x.copy()]
 
 
-def _local_cases():
-    rng = _case_rng(8)
+def local_stats_cases():
+    rng = case_rng(8)
     return [
-        _LocalCase("N=5, D=3", "N=5", rng.standard_normal((5, 3)) * 2 + np.array([1.0, -3, 0.5])),
-        _LocalCase("a batch of one, N=1, D=4", "N=1", rng.standard_normal((1, 4)) + 2.0),
-        _LocalCase(
-            "a process with no samples, N=0, D=3",
-            "N=0",
-            np.zeros((0, 3)),
-            hint="an empty batch sends count 0 and sums of zeros (no mean: 0/0)",
+        LocalCase(
+            N_("N=5, D=3"), N_("N=5"), rng.standard_normal((5, 3)) * 2 + np.array([1.0, -3, 0.5])
         ),
-        _LocalCase("N=7, D=2", "N=7", rng.standard_normal((7, 2)) * 0.5 - 1.0),
+        LocalCase(N_("a batch of one, N=1, D=4"), N_("N=1"), rng.standard_normal((1, 4)) + 2.0),
+        LocalCase(
+            N_("a process with no samples, N=0, D=3"),
+            N_("N=0"),
+            np.zeros((0, 3)),
+            hint=N_("an empty batch sends count 0 and sums of zeros (no mean: 0/0)"),
+        ),
+        LocalCase(N_("N=7, D=2"), N_("N=7"), rng.standard_normal((7, 2)) * 0.5 - 1.0),
     ]
 
 
 def _count_problem(count, N):
     """Why `count` is not the number N, or None (any integer-valued number passes)."""
     if isinstance(count, bool) or np.ndim(count) != 0 or np.asarray(count).dtype.kind not in "iuf":
-        return f"count is a {type(count).__name__}, expected a number (N = {N})"
+        return _("count is a {type}, expected a number (N = {N})").format(
+            type=type(count).__name__, N=N
+        )
     if count != N:
-        return f"count is {count}, expected {N} (the number of samples in x)"
+        return _("count is {count}, expected {N} (the number of samples in x)").format(
+            count=count, N=N
+        )
     return None
 
 
-def _local_case(fn, case, budget, label):
+def _local_case(task, functions, case, budget, labels):
+    """count is a number (any integer-valued one), sum and sumsq arrays: compared one by one, the
+    mistakes matched on numbers too."""
+    fn, label = functions[-1], labels[-1]
     args = case.args()
     try:
-        got = _unpack(_call(fn, args, budget, label), ("count", "sum", "sumsq"), label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
-    modified = _modified(label, ("x",), (case.x,), args)
-    if modified:
-        return _Outcome(case, modified)
-    want = local_stats_reference(case.x)
+        got = unpack(call(fn, args, budget, label), task.outputs, label)
+    except CallError as e:
+        return Outcome(case, str(e))
+    changed = modified(label, task.inputs, (case.x,), args)
+    if changed:
+        return Outcome(case, changed)
+    want = task.reference(case.x)
     reasons, hints = [], {}
-    for output, value, ref in zip(LOCAL_STATS_MISTAKES, got, want, strict=True):
+    for output, value, ref in zip(task.outputs, got, want, strict=True):
         if output == "count":
             problem = _count_problem(value, ref)
             if problem is None:
                 continue
-            bad = problem
         else:
-            problem = _array_problem(value, output, ref.shape, ref.dtype)
+            problem = array_problem(value, output, ref.shape, ref.dtype)
             if problem is None and outputs_match(value, ref):
                 continue
-            bad = problem
         if isinstance(value, np.ndarray | int | float | np.number) and not isinstance(value, bool):
-            hints[output] = matching_mistakes(
-                value, LOCAL_STATS_MISTAKES[output], case.x, reference=ref
-            )
-        reasons.append(bad or _why(output, value, ref, hints.get(output)))
+            hints[output] = matching_mistakes(value, task.mistakes[output], case.x, reference=ref)
+        named = bool(hints.get(output))
+        reasons.append(
+            problem or mismatch(output, value, ref, float32_note=not named, float32_by_size=False)
+        )
     if not reasons:
-        return _Outcome(case)
-    return _Outcome(case, "; ".join(reasons), hints)
+        return Outcome(case)
+    return Outcome(case, "; ".join(reasons), hints)
 
 
-@_guarded
-def check_local_stats(local_stats):
+LOCAL_STATS = Task(
+    "local_stats",
+    needs=("local_stats",),
+    cases=local_stats_cases,
+    reference=local_stats_reference,
+    outputs=("count", "sum", "sumsq"),
+    inputs=("x",),
+    mistakes=LOCAL_STATS_MISTAKES,
+    run_case=_local_case,
+    float32_by_size=False,
+)
+
+
+def check_local_stats(local_stats) -> CheckResult:
     """Check `local_stats(x) -> (count, sum, sumsq)`: what one process sends to the all-reduce.
 
     x: (N, D) float64, N may be 0; count: N (a number); sum, sumsq: (D,), the sums of x and of
     x**2 over the batch. Returns a CheckResult.
     """
-    label = _label(local_stats, "local_stats")
-    if not callable(local_stats):
-        return _not_callable("local_stats", local_stats)
-    cases = _local_cases()
-    outcomes = _run_cases(lambda c, b: _local_case(local_stats, c, b, label), cases)
-    return _summary(label, outcomes, len(cases), LOCAL_STATS_MISTAKES)
+    return check(LOCAL_STATS, local_stats)
 
 
 # --- global statistics from per-process sums -----------------------------------------------------
@@ -751,7 +747,7 @@ def global_stats_reference(counts, sums, sumsqs, *, variant=None):
 
     n = sum_k counts[k], mean = sum_k sums[k] / n, var = sum_k sumsqs[k] / n - mean**2.
     counts: (K,); sums, sumsqs: (K, D). variant: None, or the name of a known mistake.
-    NB: the checks compare with the statistics of the data itself (`_StatsCase.want`): this
+    NB: the checks compare with the statistics of the data itself (`StatsCase.want`): this
     formula is that exact only where the values' offset is moderate (see the case list).
     """
     v = variant
@@ -785,16 +781,16 @@ def _gs(variant, output):
     return lambda *args: global_stats_reference(*args, variant=variant)[index]
 
 
-_MEAN_OF_MEANS = (
+_MEAN_OF_MEANS = N_(
     "the plain average of the per-process means: with uneven batches, weight each process by its "
     "count (the global mean is the total sum over the total count)"
 )
-_WITHIN_ONLY = (
+_WITHIN_ONLY = N_(
     "an average of the per-process variances (weighted or not): it misses the spread between the "
     "processes' means; take the global mean of x**2 and subtract the global mean squared"
 )
-_BY_K = "divided by the number of processes K: divide by the total count n = sum of the counts"
-_FIRST = "only the first process's statistics: combine every process's sums"
+_BY_K = N_("divided by the number of processes K: divide by the total count n = sum of the counts")
+_FIRST = N_("only the first process's statistics: combine every process's sums")
 
 GLOBAL_STATS_MISTAKES = {
     "mean": [
@@ -807,14 +803,20 @@ GLOBAL_STATS_MISTAKES = {
         Mistake(_WITHIN_ONLY, _gs("mean_of_vars", "var")),
         Mistake(_WITHIN_ONLY, _gs("weighted_vars", "var")),
         Mistake(
-            "var is the mean of x**2: subtract the mean squared (the variance is E[x^2] - E[x]^2)",
+            N_(
+                "var is the mean of x**2: subtract the mean squared (the variance is "
+                "E[x^2] - E[x]^2)"
+            ),
             _gs("no_mean_squared", "var"),
         ),
         Mistake(
-            "unbiased variance (divided by n - 1): BN normalizes with the biased one (divide by n)",
+            N_(
+                "unbiased variance (divided by n - 1): BN normalizes with the biased one (divide "
+                "by n)"
+            ),
             _gs("unbiased", "var"),
         ),
-        Mistake("returned the standard deviation: return the variance", _gs("std", "var")),
+        Mistake(N_("returned the standard deviation: return the variance"), _gs("std", "var")),
         Mistake(_BY_K, _gs("by_processes", "var")),
         Mistake(_FIRST, _gs("first_only", "var")),
     ],
@@ -822,7 +824,7 @@ GLOBAL_STATS_MISTAKES = {
 
 
 @dataclass(frozen=True)
-class _StatsCase:
+class StatsCase:
     name: str
     short: str
     batches: tuple  # K arrays (N_k, D): the data the processes' sums come from
@@ -855,39 +857,41 @@ class _StatsCase:
 _LARGE_OFFSET = 1e3
 
 
-def _stats_cases():
-    rng = _case_rng(18030849)  # GroupNorm's arXiv number, where the trouble is shown
+def global_stats_cases():
+    rng = case_rng(18030849)  # GroupNorm's arXiv number, where the trouble is shown
 
     def batch(n, D, loc=0.0, scale=1.0):
         return rng.standard_normal((n, D)) * scale + loc
 
     return [
-        _StatsCase(
-            "two processes, equal batches of 4, D=3", "equal", (batch(4, 3), batch(4, 3, 1.5))
+        StatsCase(
+            N_("two processes, equal batches of 4, D=3"),
+            N_("equal"),
+            (batch(4, 3), batch(4, 3, 1.5)),
         ),
-        _StatsCase(
-            "uneven batches (1, 5, 2) with different means, D=4",
-            "uneven",
+        StatsCase(
+            N_("uneven batches (1, 5, 2) with different means, D=4"),
+            N_("uneven"),
             (batch(1, 4, 3.0), batch(5, 4, -1.0, 2.0), batch(2, 4, 0.5)),
-            hint="weight each process by its number of samples",
+            hint=N_("weight each process by its number of samples"),
         ),
-        _StatsCase("one process, N=6, D=2", "one process", (batch(6, 2, 2.0, 0.5),)),
-        _StatsCase(
-            "four processes with a batch of 2 each, offsets up to 5, D=5",
-            "4 x 2",
+        StatsCase(N_("one process, N=6, D=2"), N_("one process"), (batch(6, 2, 2.0, 0.5),)),
+        StatsCase(
+            N_("four processes with a batch of 2 each, offsets up to 5, D=5"),
+            N_("4 x 2"),
             tuple(batch(2, 5, 5.0 * k / 3, 0.3) for k in range(4)),
         ),
-        _StatsCase(
-            "a process with no samples (uneven data: (3, 0, 4)), D=3",
-            "an empty process",
+        StatsCase(
+            N_("a process with no samples (uneven data: (3, 0, 4)), D=3"),
+            N_("an empty process"),
             (batch(3, 3), np.zeros((0, 3)), batch(4, 3, 1.0)),
-            hint=(
+            hint=N_(
                 "a process with no samples sends count 0 and sums 0; avoid per-process means (0/0)"
             ),
         ),
-        _StatsCase(
-            f"values near {_LARGE_OFFSET:.0e} with spreads near 1, batches (2, 5, 3), D=3",
-            "large offsets",
+        StatsCase(
+            N_("values near 1e+03 with spreads near 1, batches (2, 5, 3), D=3"),
+            N_("large offsets"),
             (
                 batch(2, 3, _LARGE_OFFSET),
                 batch(5, 3, _LARGE_OFFSET + 1),
@@ -897,33 +901,37 @@ def _stats_cases():
     ]
 
 
-def _stats_case(fn, case, budget, label):
+def _stats_case(task, functions, case, budget, labels):
+    """The outputs compared with the statistics of the data itself (case.want()), the mistakes
+    computed on what the processes sent."""
+    fn, label = functions[-1], labels[-1]
     args = case.args()
     try:
-        mean, var = _unpack(_call(fn, args, budget, label), ("mean", "var"), label)
-    except _CallError as e:
-        return _Outcome(case, str(e))
+        got = unpack(call(fn, args, budget, label), task.outputs, label)
+    except CallError as e:
+        return Outcome(case, str(e))
     sent = case.sent
-    modified = _modified(label, ("counts", "sums", "sumsqs"), sent, args)
-    if modified:
-        return _Outcome(case, modified)
-    reasons, hints = [], {}
-    for output, got, ref in zip(("mean", "var"), (mean, var), case.want(), strict=True):
-        problem = _array_problem(got, output, ref.shape, ref.dtype)
-        if problem is None and outputs_match(got, ref):
-            continue
-        if isinstance(got, np.ndarray):
-            hints[output] = matching_mistakes(
-                got, GLOBAL_STATS_MISTAKES[output], *sent, reference=ref
-            )
-        reasons.append(problem or _why(output, got, ref, hints.get(output)))
-    if not reasons:
-        return _Outcome(case)
-    return _Outcome(case, "; ".join(reasons), hints)
+    changed = modified(label, task.inputs, sent, args)
+    if changed:
+        return Outcome(case, changed)
+    outputs = dict(zip(task.outputs, got, strict=True))
+    return compare_outputs(outputs, case.want(), task.mistakes, sent, case, float32_by_size=False)
 
 
-@_guarded
-def check_global_batch_stats(global_batch_stats):
+GLOBAL_BATCH_STATS = Task(
+    "global_batch_stats",
+    needs=("global_batch_stats",),
+    cases=global_stats_cases,
+    reference=None,  # NB: the truth is the data's own statistics (StatsCase.want), not a formula
+    outputs=("mean", "var"),
+    inputs=("counts", "sums", "sumsqs"),
+    mistakes=GLOBAL_STATS_MISTAKES,
+    run_case=_stats_case,
+    float32_by_size=False,
+)
+
+
+def check_global_batch_stats(global_batch_stats) -> CheckResult:
     """Check `global_batch_stats(counts, sums, sumsqs) -> (mean, var)`.
 
     counts: (K,) int64, each process's number of samples (possibly 0); sums, sumsqs: (K, D)
@@ -932,23 +940,7 @@ def check_global_batch_stats(global_batch_stats):
     (offsets up to 1e3 times the spread, where the direct formula is accurate).
     Returns a CheckResult.
     """
-    label = _label(global_batch_stats, "global_batch_stats")
-    if not callable(global_batch_stats):
-        return _not_callable("global_batch_stats", global_batch_stats)
-    cases = _stats_cases()
-    outcomes = _run_cases(lambda c, b: _stats_case(global_batch_stats, c, b, label), cases)
-    return _summary(label, outcomes, len(cases), GLOBAL_STATS_MISTAKES)
+    return check(GLOBAL_BATCH_STATS, global_batch_stats)
 
 
-TASKS = {
-    "ex04_small_batches": [
-        task("batch_renorm_forward", check_batch_renorm_forward, ["batch_renorm_forward"]),
-        task(
-            "batch_renorm_backward",
-            check_batch_renorm_backward,
-            ["batch_renorm_forward", "batch_renorm_backward"],
-        ),
-        task("local_stats", check_local_stats, ["local_stats"]),
-        task("global_batch_stats", check_global_batch_stats, ["global_batch_stats"]),
-    ],
-}
+TASKS = [BATCH_RENORM_FORWARD, BATCH_RENORM_BACKWARD, LOCAL_STATS, GLOBAL_BATCH_STATS]
