@@ -753,3 +753,25 @@ def test_a_task_scores_out_of_its_points():
     assert (
         missing.max_score == 2.0 and missing.score == 0.0 and "is not defined" in missing.feedback
     )
+
+
+def test_the_cases_of_a_pass_are_listed_apart_though_their_names_hold_commas(monkeypatch):
+    from bnlib import i18n
+    from bnlib.grading.exercises.ex05 import check_layernorm_forward
+
+    def ln(x, gamma, beta, eps=1e-5):
+        mu, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+        return gamma * (x - mu) / np.sqrt(var + eps) + beta, None
+
+    result = check_layernorm_forward(ln)
+    assert result.passed and "(N=4, D=5; N=1; N=8, D=3; eps passed)" in result.feedback
+    assert engine.case_list(["a, b", "c"]) == "a, b; c" and engine.case_list([]) == ""
+    # the joiner is translated, as the other joiners of the feedback
+    fake = {"{cases}; {case}": "{cases}\uff1b{case}"}
+    monkeypatch.setattr(i18n, "_translations", lambda language: fake if language == "zh-TW" else {})
+    monkeypatch.setattr(i18n, "_default", "en")
+    i18n.set_language("zh-TW")
+    try:
+        assert engine.case_list(["a, b", "c"]) == "a, b\uff1bc"
+    finally:
+        i18n.set_language("en")

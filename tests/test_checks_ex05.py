@@ -2,6 +2,8 @@
 each named mistake is diagnosed, broken code fails cleanly with a one-line reason (never an
 exception); the references equal bnlib.functional and PyTorch (float64)."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import torch
@@ -143,8 +145,9 @@ def test_rmsnorm_cases_cover_the_hard_inputs():
 # --- each named mistake is diagnosed -------------------------------------------------------------
 
 LN = ["batch_axis", "unbiased", "eps_outside", "no_affine", "swapped"]
-GN = ["strided", "with_batch", "per_group_affine", "layer", "instance", "unbiased", "no_affine"]
-IN = ["with_batch", "with_channels", "unbiased", "no_affine"]
+GN = ["strided", "with_batch", "per_group_affine", "per_group_size", "layer", "instance"]
+GN += ["unbiased", "eps_outside", "no_affine"]
+IN = ["with_batch", "with_channels", "unbiased", "eps_outside", "no_affine"]
 
 
 @pytest.mark.parametrize("variant, mistake", list(zip(LN, LAYERNORM_MISTAKES, strict=True)))
@@ -154,6 +157,7 @@ def test_each_layernorm_mistake_is_named(variant, mistake):
 
     result = check_layernorm_forward(learner)
     assert not result.passed and mistake.hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback  # a named mistake, not rounding
 
 
 @pytest.mark.parametrize("variant, mistake", list(zip(GN, GROUPNORM_MISTAKES, strict=True)))
@@ -163,6 +167,7 @@ def test_each_groupnorm_mistake_is_named(variant, mistake):
 
     result = check_groupnorm_forward(learner)
     assert not result.passed and mistake.hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback
 
 
 @pytest.mark.parametrize("variant, mistake", list(zip(IN, INSTANCENORM_MISTAKES, strict=True)))
@@ -172,10 +177,11 @@ def test_each_instancenorm_mistake_is_named(variant, mistake):
 
     result = check_instancenorm_forward(learner)
     assert not result.passed and mistake.hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback
 
 
-RMS = ["layer", "std", "eps_outside", "no_sqrt", "abs_mean", "abs_mean_inside", "sum"]
-RMS += ["batch_axis", "no_gamma"]
+RMS = ["layer", "std", "eps_outside", "no_sqrt", "default_eps", "eps_over_d", "abs_mean"]
+RMS += ["abs_mean_inside", "sum", "batch_axis", "no_gamma"]
 
 
 @pytest.mark.parametrize("variant, mistake", list(zip(RMS, RMSNORM_MISTAKES, strict=True)))
@@ -195,6 +201,8 @@ def test_each_rmsnorm_mistake_is_named(variant, mistake):
         ("mean_term", "dx", 1),
         ("no_1_over_d", "dx", 2),
         ("no_gamma", "dx", 3),
+        ("r_no_eps", "dx", 4),
+        ("no_eps", "dx", 5),
         ("dgamma_mean", "dgamma", 0),
         ("dgamma_x", "dgamma", 1),
         ("dgamma_dout", "dgamma", 2),
@@ -211,6 +219,7 @@ def test_each_rmsnorm_backward_mistake_is_named(variant, output, index):
     result = check_rmsnorm_backward(forward, backward)
     hint = RMSNORM_BACKWARD_MISTAKES[output][index].hint
     assert not result.passed and hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback
 
 
 def test_rmsnorm_backward_names_a_broken_forward():
@@ -227,6 +236,8 @@ def test_rmsnorm_backward_names_a_broken_forward():
         ("bn_formula", "dx", 0),
         ("constant_stats", "dx", 1),
         ("no_gamma", "dx", 2),
+        ("std_no_eps", "dx", 3),
+        ("no_eps", "dx", 4),
         ("params_axis1", "dgamma", 0),
         ("params_mean", "dbeta", 1),
     ],
@@ -242,6 +253,7 @@ def test_each_layernorm_backward_mistake_is_named(variant, output, index):
     result = check_layernorm_backward(forward, backward)
     hint = LAYERNORM_BACKWARD_MISTAKES[output][index].hint
     assert not result.passed and hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback
 
 
 def test_backward_check_notes_a_broken_forward():
@@ -349,3 +361,78 @@ def test_the_grader_runs_the_rmsnorm_tasks_on_hidden_cases():
     missing = {t.name: t.run({"rmsnorm_forward": rms_forward}) for t in tasks}
     assert "rmsnorm_backward is not defined" in missing["rmsnorm_backward"].feedback
     assert missing["rmsnorm_forward"].passed
+
+
+# --- eps slips and a misread num_groups, as a learner writes them: named, never "float32?" -------
+
+
+def _ln_forward_keeping_eps(x, gamma, beta, eps=1e-5):
+    out, (xhat, g, std) = ln_forward(x, gamma, beta, eps)
+    return out, (xhat, g, np.sqrt(std**2 - eps))  # the cache holds sqrt(var): eps left out
+
+
+def _rms_backward_without_eps(dout, cache):
+    x, gamma, rms = cache
+    return rms_backward(dout, (x, gamma, np.sqrt((x**2).mean(axis=1, keepdims=True))))
+
+
+SLIPS = {
+    "LN backward, eps left out of std": (
+        lambda: check_layernorm_backward(_ln_forward_keeping_eps, ln_backward),
+        LAYERNORM_BACKWARD_MISTAKES["dx"][3].hint,
+    ),
+    "RMSNorm backward, eps left out": (
+        lambda: check_rmsnorm_backward(rms_forward, _rms_backward_without_eps),
+        RMSNORM_BACKWARD_MISTAKES["dx"][4].hint,
+    ),
+    "RMSNorm forward, eps argument ignored": (
+        lambda: check_rmsnorm_forward(lambda x, g, eps=1e-5: rms_forward(x, g)),
+        "the eps argument is ignored",
+    ),
+    "RMSNorm forward, sqrt(D) x / sqrt(||x||**2 + eps)": (
+        lambda: check_rmsnorm_forward(
+            lambda x, g, eps: (
+                np.sqrt(x.shape[1]) * x / np.sqrt((x**2).sum(1, keepdims=True) + eps) * g,
+                None,
+            )
+        ),
+        "eps divided by D",
+    ),
+    "GN, eps outside the root": (
+        lambda: check_groupnorm_forward(
+            lambda x, g, b, G, eps=1e-5: (
+                groupnorm_reference(x, g, b, G, eps, variant="eps_outside"),
+                None,
+            )
+        ),
+        "eps outside the square root",
+    ),
+    "IN, eps outside the root": (
+        lambda: check_instancenorm_forward(
+            lambda x, g, b, eps=1e-5: (
+                (x - x.mean((2, 3), keepdims=True))
+                / (x.std((2, 3), keepdims=True) + eps)
+                * g[:, None, None]
+                + b[:, None, None],
+                None,
+            )
+        ),
+        "eps outside the square root",
+    ),
+    "GN, num_groups read as channels per group": (
+        lambda: check_groupnorm_forward(
+            lambda x, g, b, G, eps=1e-5: gn_forward(x, g, b, x.shape[1] // G, eps)
+        ),
+        "num_groups used as the number of channels per group (C/G)",
+    ),
+}
+
+
+@pytest.mark.parametrize("secret", [None, 1, 2, 12345])
+@pytest.mark.parametrize("name", list(SLIPS))
+def test_eps_slips_and_the_group_size_are_named_not_float32(name, secret):
+    run, hint = SLIPS[name]
+    with hidden_cases(secret) if secret is not None else nullcontext():
+        result = run()
+    assert not result.passed and hint in result.feedback, result.feedback
+    assert "float32" not in result.feedback, result.feedback

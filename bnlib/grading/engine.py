@@ -56,6 +56,7 @@ __all__ = [
     "array_problem",
     "best_hint",
     "call",
+    "case_list",
     "case_rng",
     "case_seed",
     "check",
@@ -86,8 +87,14 @@ __all__ = [
 
 CALL_TIMEOUT = 10.0  # seconds one call of learner code may take before the check gives up
 CHECK_TIMEOUT = 20.0  # seconds all the calls of one check may take together
-RTOL = 1e-6  # float64 implementations of the same formula agree to ~1e-12; mistakes differ by more
-ATOL = 1e-9  # times the largest |reference| entry, so the tolerance follows the output's scale
+# NB: float64 implementations of the same formula (two-pass or E[x**2] - mean**2 variance, staged
+# or closed-form backward, loops, autograd in float64) agree to ~1e-12 on the cases; a result
+# computed in float32 and cast back is off by ~1e-7 relative (float32 keeps 24 bits), so it must
+# fail: the course judges float32 against float64 truth. 1e-9 sits between the two (tests:
+# tests/test_checks.py, test_float32_fails_and_float64_alternatives_pass_*). A task whose float64
+# truth itself loses digits (exercise 4's sums of squares at large offsets) sets its own.
+RTOL = 1e-9
+ATOL = 1e-10  # times the largest |reference| entry, so the tolerance follows the output's scale
 
 _NOT_IMPLEMENTED_HINT = N_("replace `raise NotImplementedError` with your code")
 
@@ -150,12 +157,15 @@ def fail(feedback, score=0.0, max_score=1.0):
 # --- comparing outputs and diagnosing mistakes ---------------------------------------------------
 
 
-def outputs_match(got, want, rtol=RTOL, atol=ATOL):
+def outputs_match(got, want, rtol=None, atol=None):
     """Whether `got` has `want`'s shape and is close to it, NaN where `want` is NaN.
 
     The absolute tolerance is atol times the largest finite |want| (at least 1), so one tolerance
     serves outputs of every scale (a normalized output ~1, a gradient through a tiny variance ~1e3).
+    rtol, atol: RTOL and ATOL by default (read when called).
     """
+    rtol = RTOL if rtol is None else rtol
+    atol = ATOL if atol is None else atol
     try:
         got = np.asarray(got, dtype=np.float64)
         want = np.asarray(want, dtype=np.float64)
@@ -179,12 +189,16 @@ class Mistake:
     compute: Callable[..., Any] | None
 
 
-def matching_mistakes(got, mistakes: Sequence[Mistake], *args, reference=None) -> list[str]:
+def matching_mistakes(
+    got, mistakes: Sequence[Mistake], *args, reference=None, rtol=None, atol=None
+) -> list[str]:
     """The hints of the mistakes whose output on `args` matches `got`, in catalogue order.
 
     With `reference` (the right output), a mistake that gives the right output on these arguments
-    says nothing and is skipped. So is a mistake whose `compute` raises on them.
+    says nothing and is skipped. So is a mistake whose `compute` raises on them. rtol, atol: the
+    task's tolerance (`outputs_match`'s defaults when None).
     """
+    tol = {"rtol": rtol, "atol": atol}
     hints = []
     for mistake in mistakes:
         try:
@@ -192,9 +206,9 @@ def matching_mistakes(got, mistakes: Sequence[Mistake], *args, reference=None) -
                 expected = mistake.compute(*args)
         except Exception:  # noqa: BLE001 - a mistake that cannot run here simply does not match
             continue
-        if reference is not None and outputs_match(expected, reference):
+        if reference is not None and outputs_match(expected, reference, **tol):
             continue
-        if outputs_match(got, expected):
+        if outputs_match(got, expected, **tol):
             hints.append(mistake.hint)
     return hints
 
@@ -523,7 +537,16 @@ class Outcome:
 
 
 def compare_outputs(
-    outputs, wants, catalogues, args, case, *, float32_note=True, float32_by_size=True
+    outputs,
+    wants,
+    catalogues,
+    args,
+    case,
+    *,
+    float32_note=True,
+    float32_by_size=True,
+    rtol=None,
+    atol=None,
 ):
     """The Outcome for named outputs against their references.
 
@@ -531,14 +554,16 @@ def compare_outputs(
     catalogues: {name: mistakes}, each mistake's compute called on `args`. An output a named
     mistake explains is not also said to look computed in float32 (float32_note: False to never
     say it, where float32 is the expected precision; float32_by_size: see `mismatch`).
+    rtol, atol: the tolerance (RTOL and ATOL when None), for the reference and the mistakes.
     """
     reasons, hints = [], {}
+    tol = {"rtol": rtol, "atol": atol}
     for name, got, want in zip(outputs, outputs.values(), wants, strict=True):
         problem = array_problem(got, name, want.shape, want.dtype)
-        if problem is None and outputs_match(got, want):
+        if problem is None and outputs_match(got, want, **tol):
             continue
         if isinstance(got, np.ndarray) and catalogues.get(name):
-            hints[name] = matching_mistakes(got, catalogues[name], *args, reference=want)
+            hints[name] = matching_mistakes(got, catalogues[name], *args, reference=want, **tol)
         # NB: a named mistake may differ from the reference by as little as float32's rounding
         # (eps outside the root): its hint says what is wrong, "computed in float32?" would not
         note = float32_note and not hints.get(name)
@@ -581,6 +606,8 @@ class Task:
     float32_by_size: False where a named mistake or cancellation makes errors as small as
         float32's rounding: an output is then said to look computed in float32 only when every
         entry is a float32 number (`mismatch`);
+    rtol, atol: the tolerance of this task's comparisons (RTOL and ATOL when None), for a task
+        whose float64 truth itself loses digits (say why where it is set);
     kind: "function" or "class", what `needs[-1]` must be;
     named: the feedback calls the graded function by the task's name, whatever its __name__
         (two tasks sharing one check: batchnorm_backward and batchnorm_backward_alt);
@@ -599,6 +626,8 @@ class Task:
     run_case: Callable[..., Outcome] | None = None
     setup_reference: Callable[..., Any] | None = None
     float32_by_size: bool = True
+    rtol: float | None = None
+    atol: float | None = None
     kind: str = "function"
     named: bool = False
     points: float = 1.0
@@ -716,7 +745,14 @@ def run_function_case(task, functions, case, budget, labels):
     wants = (want,) if len(task.outputs) == 1 and not isinstance(want, tuple) else want
     outputs = dict(zip(task.outputs, got, strict=True))
     return compare_outputs(
-        outputs, wants, task.mistakes, ref_args, case, float32_by_size=task.float32_by_size
+        outputs,
+        wants,
+        task.mistakes,
+        ref_args,
+        case,
+        float32_by_size=task.float32_by_size,
+        rtol=task.rtol,
+        atol=task.atol,
     )
 
 
@@ -737,7 +773,9 @@ def run_backward_case(task, functions, case, budget, labels):
     setup_ok = None
     if task.setup_reference is not None:
         want_out = task.setup_reference(*case.ref_args())
-        setup_ok = isinstance(out, np.ndarray) and outputs_match(out, want_out)
+        setup_ok = isinstance(out, np.ndarray) and outputs_match(
+            out, want_out, rtol=task.rtol, atol=task.atol
+        )
     dout = case.dout.copy()
     try:
         value = call(backward, (dout, cache), budget, labels[-1])
@@ -752,7 +790,14 @@ def run_backward_case(task, functions, case, budget, labels):
     wants = (want,) if len(task.outputs) == 1 and not isinstance(want, tuple) else want
     outputs = dict(zip(task.outputs, grads, strict=True))
     outcome = compare_outputs(
-        outputs, wants, task.mistakes, grad_args, case, float32_by_size=task.float32_by_size
+        outputs,
+        wants,
+        task.mistakes,
+        grad_args,
+        case,
+        float32_by_size=task.float32_by_size,
+        rtol=task.rtol,
+        atol=task.atol,
     )
     outcome.setup_ok = setup_ok
     return outcome
@@ -808,7 +853,7 @@ def summary(label, outcomes, total, catalogues, notes=(), points=1.0):
     earned = sum(w for o, w in zip(outcomes, weights, strict=True) if o.reason is None)
     whole = sum(weights) + skipped
     if passed == total:
-        cases = ", ".join(_(o.case.short) for o in outcomes)
+        cases = case_list(_(o.case.short) for o in outcomes)
         feedback = _("{label}: all {total} hidden cases match ({cases}).").format(
             label=label, total=total, cases=cases
         )
@@ -872,6 +917,17 @@ def sentences(parts):
         part = part.rstrip(_STOPS)
         sentence = part if part.endswith(_QUESTION_MARKS) else close.format(sentence=part)
         text = sentence if text is None else follow.format(sentences=text, sentence=sentence)
+    return text or ""
+
+
+_CASE_LIST = N_("{cases}; {case}")  # NB: not ", ": a case's name may hold commas (N=4, D=5)
+
+
+def case_list(names):
+    """The names of cases as one list, "N=4, D=5; N=1" in English (through bnlib.i18n)."""
+    follow, text = _(_CASE_LIST), None
+    for name in names:
+        text = name if text is None else follow.format(cases=text, case=name)
     return text or ""
 
 

@@ -70,6 +70,16 @@ def _standardize(x, axes, eps, *, ddof=0, eps_inside=True):
     return (x - mean) / (np.sqrt(var) + eps)
 
 
+_EPS_OUTSIDE = N_("eps outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps")
+
+
+# NB: an eps slip (eps outside the root, left out of a backward, divided by D) moves the output by
+# a relative 1e-8 to 1e-5, float32's rounding level: the size of an error alone says nothing about
+# float32 here, so only an output whose every entry is a float32 number is said to look computed
+# in float32 (bnlib.grading.engine.mismatch), in every task of this exercise.
+_FLOAT32_BY_SIZE = False
+
+
 def _affine(xhat, gamma, beta, shape):
     return xhat * gamma.reshape(shape) + beta.reshape(shape)
 
@@ -172,10 +182,7 @@ LAYERNORM_MISTAKES = [
         N_("unbiased variance (divided by D - 1): layer norm uses the biased one, x.var(axis=1)"),
         _ln("unbiased"),
     ),
-    Mistake(
-        N_("eps outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps"),
-        _ln("eps_outside"),
-    ),
+    Mistake(_EPS_OUTSIDE, _ln("eps_outside")),
     Mistake(N_("the affine step is missing: out = gamma * xhat + beta"), _ln("no_affine")),
     Mistake(N_("gamma and beta swapped: out = gamma * xhat + beta"), _ln("swapped")),
 ]
@@ -220,6 +227,7 @@ LAYERNORM_FORWARD = Task(
     extra=("cache",),
     inputs=("x", "gamma", "beta"),
     mistakes={"out": LAYERNORM_MISTAKES},
+    float32_by_size=_FLOAT32_BY_SIZE,
 )
 
 
@@ -237,9 +245,13 @@ def layernorm_backward_reference(x, gamma, dout, eps=1e-5, *, variant=None):
     v = variant
     if v == "bn_formula":  # batch norm's backward: statistics over the batch axis
         return F.batch_norm_backward(dout, x, gamma, eps)
+    if v == "no_eps":  # eps left out everywhere: xhat and std recomputed as sqrt(var)
+        return layernorm_backward_reference(x, gamma, dout, 0.0)
     xhat = _standardize(x, 1, eps)
     std = np.sqrt(x.var(axis=1, keepdims=True) + eps)
     dx, dgamma, dbeta = F.layer_norm_backward(dout, x, x.shape[1], gamma, eps)
+    if v == "std_no_eps":  # xhat from the forward (with eps), but divided by sqrt(var)
+        dx = dx * std / np.sqrt(x.var(axis=1, keepdims=True))
     if v == "constant_stats":  # the mean and variance treated as constants
         dx = dout * gamma / std
     if v == "params_axis1":
@@ -264,6 +276,10 @@ _CONSTANT = N_(
     "x too, which adds the two mean terms of the closed form"
 )
 _NO_GAMMA = N_("dx misses gamma: backpropagate dxhat = dout * gamma")
+_LN_NO_EPS = N_(
+    "dx divides by sqrt(var) without eps: the forward divided by std = sqrt(var + eps), so the "
+    "backward divides by the same std (keep it in the cache)"
+)
 _AXIS1 = N_(
     "dgamma and dbeta summed over the features (axis 1): gamma and beta are per feature, so sum "
     "over the batch, axis 0"
@@ -275,6 +291,8 @@ LAYERNORM_BACKWARD_MISTAKES = {
         Mistake(_BN_FORMULA, _lnb("bn_formula", 0)),
         Mistake(_CONSTANT, _lnb("constant_stats", 0)),
         Mistake(_NO_GAMMA, _lnb("no_gamma", 0)),
+        Mistake(_LN_NO_EPS, _lnb("std_no_eps", 0)),
+        Mistake(_LN_NO_EPS, _lnb("no_eps", 0)),
     ],
     "dgamma": [Mistake(_AXIS1, _lnb("params_axis1", 1)), Mistake(_MEAN, _lnb("params_mean", 1))],
     "dbeta": [Mistake(_AXIS1, _lnb("params_axis1", 2)), Mistake(_MEAN, _lnb("params_mean", 2))],
@@ -294,6 +312,7 @@ LAYERNORM_BACKWARD = Task(
     mistakes=LAYERNORM_BACKWARD_MISTAKES,
     run_case=run_backward_case,
     setup_reference=layernorm_reference,
+    float32_by_size=_FLOAT32_BY_SIZE,
 )
 
 
@@ -317,6 +336,10 @@ def _rms_denominator(x, eps, variant):
         return np.sqrt(ms) + eps
     if v == "no_sqrt":
         return ms + eps
+    if v == "eps_over_d":  # sqrt(D) * x / sqrt(sum(x**2) + eps): eps divided by D
+        return np.sqrt(ms + eps / x.shape[1])
+    if v == "default_eps":  # the eps argument ignored, 1e-5 always
+        return np.sqrt(ms + 1e-5)
     if v == "std":  # np.std / np.var subtract the mean inside
         return np.sqrt(x.var(axis=1, keepdims=True) + eps)
     if v in ("abs_mean", "abs_mean_inside"):
@@ -373,6 +396,20 @@ RMSNORM_MISTAKES = [
     Mistake(
         N_("no square root: divide by the ROOT mean square, sqrt(mean(x**2) + eps)"),
         _rms("no_sqrt"),
+    ),
+    Mistake(
+        N_(
+            "the eps argument is ignored (1e-5 used whatever eps is passed): use the eps the "
+            "function receives"
+        ),
+        _rms("default_eps"),
+    ),
+    Mistake(
+        N_(
+            "eps divided by D: sqrt(D) * x / sqrt(sum(x**2) + eps) is x / sqrt(mean(x**2) + "
+            "eps / D); add eps to the MEAN of the squares, sqrt(mean(x**2) + eps)"
+        ),
+        _rms("eps_over_d"),
     ),
     Mistake(_ABS_MEAN, _rms("abs_mean")),
     Mistake(_ABS_MEAN, _rms("abs_mean_inside")),
@@ -455,6 +492,7 @@ RMSNORM_FORWARD = Task(
     extra=("cache",),
     inputs=("x", "gamma"),
     mistakes={"out": RMSNORM_MISTAKES},
+    float32_by_size=_FLOAT32_BY_SIZE,
 )
 
 
@@ -475,6 +513,8 @@ def rmsnorm_backward_reference(x, gamma, dout, eps=1e-5, *, variant=None):
     variant: the gradients of a known mistake instead.
     """
     v = variant
+    if v == "no_eps":  # eps left out everywhere: xhat and r recomputed as sqrt(mean(x**2))
+        return rmsnorm_backward_reference(x, gamma, dout, 0.0)
     r = np.sqrt((x**2).mean(axis=1, keepdims=True) + eps)  # (N, 1)
     xhat = x / r
     dxhat = dout if v == "no_gamma" else dout * gamma
@@ -486,6 +526,8 @@ def rmsnorm_backward_reference(x, gamma, dout, eps=1e-5, *, variant=None):
         dx = (dxhat - dxhat.mean(axis=1, keepdims=True) - xhat * proj) / r
     else:
         dx = (dxhat - xhat * proj) / r
+    if v == "r_no_eps":  # xhat from the forward (with eps), but divided by sqrt(mean(x**2))
+        dx = dx * r / np.sqrt((x**2).mean(axis=1, keepdims=True))
     if v == "dgamma_mean":
         dgamma = (dout * xhat).mean(axis=0)
     elif v == "dgamma_x":
@@ -501,6 +543,10 @@ def _rmsb(variant, i):
     return lambda x, g, dout, eps: rmsnorm_backward_reference(x, g, dout, eps, variant=variant)[i]
 
 
+_RMS_NO_EPS = N_(
+    "dx divides by sqrt(mean(x**2)) without eps: the forward divided by r = sqrt(mean(x**2) + "
+    "eps), so the backward divides by the same r (keep it in the cache)"
+)
 RMSNORM_BACKWARD_MISTAKES = {
     "dx": [
         Mistake(
@@ -522,6 +568,8 @@ RMSNORM_BACKWARD_MISTAKES = {
             _rmsb("no_1_over_d", 0),
         ),
         Mistake(N_("dx misses gamma: backpropagate dxhat = dout * gamma"), _rmsb("no_gamma", 0)),
+        Mistake(_RMS_NO_EPS, _rmsb("r_no_eps", 0)),
+        Mistake(_RMS_NO_EPS, _rmsb("no_eps", 0)),
     ],
     "dgamma": [
         Mistake(
@@ -558,6 +606,7 @@ RMSNORM_BACKWARD = Task(
     mistakes=RMSNORM_BACKWARD_MISTAKES,
     run_case=run_backward_case,
     setup_reference=rmsnorm_reference,
+    float32_by_size=_FLOAT32_BY_SIZE,
 )
 
 
@@ -575,7 +624,7 @@ def groupnorm_reference(x, gamma, beta, num_groups, eps=1e-5, *, variant=None):
     """Group norm of x: (N, C, H, W): per sample and group of C/G consecutive channels."""
     v = variant
     N, C, H, W = x.shape
-    G = num_groups
+    G = C // num_groups if v == "per_group_size" else num_groups
     if v == "strided":  # channel c put into group c % G instead of c // (C/G)
         xg = x.reshape(N, C // G, G, H, W).transpose(0, 2, 1, 3, 4)  # (N, G, C/G, H, W)
         xhat = _standardize(xg, (2, 3, 4), eps).transpose(0, 2, 1, 3, 4).reshape(x.shape)
@@ -586,9 +635,13 @@ def groupnorm_reference(x, gamma, beta, num_groups, eps=1e-5, *, variant=None):
     elif v == "instance":
         xhat = _standardize(x, (2, 3), eps)
     else:
-        xhat = _standardize(x.reshape(N, G, -1), 2, eps, ddof=1 if v == "unbiased" else 0).reshape(
-            x.shape
-        )
+        xhat = _standardize(
+            x.reshape(N, G, -1),
+            2,
+            eps,
+            ddof=1 if v == "unbiased" else 0,
+            eps_inside=v != "eps_outside",
+        ).reshape(x.shape)
     if v == "per_group_affine":  # one gamma and beta per group: the first G entries
         xg = xhat.reshape(N, G, -1)
         return (xg * gamma[:G, None] + beta[:G, None]).reshape(x.shape)
@@ -623,12 +676,20 @@ GROUPNORM_MISTAKES = [
         ),
         _gn("per_group_affine"),
     ),
+    Mistake(
+        N_(
+            "num_groups used as the number of channels per group (C/G): it is the number of "
+            "groups G, each of C/G consecutive channels, so x.reshape(N, G, -1)"
+        ),
+        _gn("per_group_size"),
+    ),
     Mistake(N_("num_groups is ignored: this is layer norm (one group)"), _gn("layer")),
     Mistake(
         N_("num_groups is ignored: this is instance norm (one group per channel)"),
         _gn("instance"),
     ),
     Mistake(N_("unbiased variance: group norm uses the biased one"), _gn("unbiased")),
+    Mistake(_EPS_OUTSIDE, _gn("eps_outside")),
     Mistake(
         N_("the affine step is missing: out = xhat * gamma + beta, per channel"), _gn("no_affine")
     ),
@@ -678,6 +739,7 @@ GROUPNORM_FORWARD = Task(
     extra=("cache",),
     inputs=("x", "gamma", "beta"),
     mistakes={"out": GROUPNORM_MISTAKES},
+    float32_by_size=_FLOAT32_BY_SIZE,
 )
 
 
@@ -694,7 +756,8 @@ def instancenorm_reference(x, gamma, beta, eps=1e-5, *, variant=None):
     """Instance norm of x: (N, C, H, W): per sample and channel, over (H, W)."""
     v = variant
     axes = {"with_batch": (0, 2, 3), "with_channels": (1, 2, 3)}.get(v, (2, 3))
-    xhat = _standardize(x, axes, eps, ddof=1 if v == "unbiased" else 0)
+    ddof = 1 if v == "unbiased" else 0
+    xhat = _standardize(x, axes, eps, ddof=ddof, eps_inside=v != "eps_outside")
     if v == "no_affine":
         return xhat
     return _affine(xhat, gamma, beta, (1, x.shape[1], 1, 1))
@@ -720,6 +783,7 @@ INSTANCENORM_MISTAKES = [
         _in("with_channels"),
     ),
     Mistake(N_("unbiased variance: instance norm uses the biased one"), _in("unbiased")),
+    Mistake(_EPS_OUTSIDE, _in("eps_outside")),
     Mistake(
         N_("the affine step is missing: out = xhat * gamma + beta, per channel"), _in("no_affine")
     ),
@@ -739,6 +803,7 @@ INSTANCENORM_FORWARD = Task(
     extra=("cache",),
     inputs=("x", "gamma", "beta"),
     mistakes={"out": INSTANCENORM_MISTAKES},
+    float32_by_size=_FLOAT32_BY_SIZE,
 )
 
 
