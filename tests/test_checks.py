@@ -775,3 +775,74 @@ def test_the_cases_of_a_pass_are_listed_apart_though_their_names_hold_commas(mon
         assert engine.case_list(["a, b", "c"]) == "a, b\uff1bc"
     finally:
         i18n.set_language("en")
+
+
+def test_a_translation_glues_the_pieces_of_the_feedback_with_its_own_punctuation(monkeypatch):
+    from bnlib import i18n
+
+    def fwd_raise(x, gamma, beta, eps=1e-5):
+        raise NotImplementedError
+
+    # a zh-TW edition: every template that glues two pieces (lead and hints, list items, an
+    # exception and its line, a reason and its advice, the verdict line) written without spaces
+    fake = {
+        "FAIL": "未通過",
+        "{verdict} ({score}/{max_score}) {feedback}": "{verdict}（{score}/{max_score}）{feedback}",
+        "{sentence}.": "{sentence}\u3002",
+        "{sentences} {sentence}": "{sentences}{sentence}",
+        "{label}: all {total} hidden cases failed": "{label}：{total} 個隱藏案例都未通過",
+        "{label}: {failed} of {total} hidden cases failed": (
+            "{label}：{total} 個隱藏案例有 {failed} 個未通過"
+        ),
+        "{label} raised {error}": "{label} 引發了 {error}",
+        "line {line} of {function}": "{function} 的第 {line} 行",
+        "{error} ({where})": "{error}（{where}）",
+        "{error}: {advice}": "{error}：{advice}",
+        "replace `raise NotImplementedError` with your code": (
+            "請把 `raise NotImplementedError` 換成你的程式碼"
+        ),
+        "Likely mistakes:": "可能的錯誤：",
+        "{lead} {hints}": "{lead}{hints}",
+        "{first}; {second}": "{first}；{second}",
+        "{first}, {second}": "{first}、{second}",
+        "{reason} ({advice})": "{reason}（{advice}）",
+        "First failing case ({case}): {reason}": "第一個未通過的案例（{case}）：{reason}",
+    }
+    monkeypatch.setattr(i18n, "_translations", lambda language: fake if language == "zh-TW" else {})
+    monkeypatch.setattr(i18n, "_default", "en")
+
+    def compose():
+        raised = check_batchnorm_forward(fwd_raise)
+        case = SimpleNamespace(name="甲案例", short="甲", hint="", weight=1.0)
+        outcomes = [
+            engine.Outcome(case, "原因", {"dx": ["少了一項"], "dgamma": ["多乘了 N"]}),
+            engine.Outcome(case),
+        ]
+        catalogues = {"dx": [Mistake("少了一項", None)], "dgamma": [Mistake("多乘了 N", None)]}
+        hinted = engine.summary("反向", outcomes, 2, catalogues)
+        x = np.zeros(3)
+        changed = engine.modified("正向", ("x",), (x,), (x + 1,), {"x": "先複製"})
+        return str(raised), hinted.feedback, changed, engine.join_list(["甲", "乙", "丙"], True)
+
+    english = compose()
+    i18n.set_language("zh-TW")
+    try:
+        raised, hinted, changed, listed = compose()
+    finally:
+        i18n.set_language("en")
+    # English reads as before: the templates reproduce the old punctuation
+    assert english[0].startswith("FAIL (0.00/1) fwd_raise: all 6 hidden cases failed. ")
+    assert "raised NotImplementedError (line " in english[0]
+    assert " of fwd_raise): replace `raise NotImplementedError`" in english[0]
+    assert "Likely mistakes: 少了一項; 多乘了 N." in english[1]
+    assert english[2].endswith("(e.g. xc = x - mu, not x -= mu) (先複製)")
+    assert english[3] == "甲, 乙, 丙"
+    # zh-TW: the pieces meet with full-width punctuation, no ASCII ": ", "; " or " (" between
+    assert raised.startswith("未通過（0.00/1）fwd_raise：6 個隱藏案例都未通過。")
+    assert "NotImplementedError（fwd_raise 的第 " in raised
+    assert "行）：請把 `raise NotImplementedError` 換成你的程式碼。" in raised
+    assert "可能的錯誤：少了一項；多乘了 N。" in hinted
+    assert changed.endswith("（先複製）") and listed == "甲、乙、丙"
+    for text in (raised, hinted, changed[-8:], listed):
+        for ascii_glue in (": ", "; ", " ("):
+            assert ascii_glue not in text, (ascii_glue, text)

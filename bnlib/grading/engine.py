@@ -65,6 +65,7 @@ __all__ = [
     "fail",
     "guarded",
     "hidden_cases",
+    "join_list",
     "label_of",
     "matching_mistakes",
     "mismatch",
@@ -98,6 +99,16 @@ ATOL = 1e-10  # times the largest |reference| entry, so the tolerance follows th
 
 _NOT_IMPLEMENTED_HINT = N_("replace `raise NotImplementedError` with your code")
 
+# How the feedback glues its pieces together, each a template of its own so that a translation
+# can use its language's punctuation (zh-TW: full-width 「：」「；」「、」「（）」 and no spaces)
+_RESULT_LINE = N_("{verdict} ({score}/{max_score}) {feedback}")  # str(CheckResult)
+_LEAD = N_("{lead} {hints}")  # "Likely mistakes:" and the hints
+_LIST = N_("{first}; {second}")  # phrases (hints, outputs that differ): join_list
+_COMMA_LIST = N_("{first}, {second}")  # short items (missing keys): join_list(commas=True)
+_RAISED_WHERE = N_("{error} ({where})")  # an exception and the learner's line it was raised at
+_RAISED_ADVICE = N_("{error}: {advice}")  # an exception and what to do about it
+_REASON_ADVICE = N_("{reason} ({advice})")  # a reason and an aside on it
+
 
 # --- the result ----------------------------------------------------------------------------------
 
@@ -115,7 +126,12 @@ class CheckResult:
         return _("PASS") if self.passed else _("FAIL")
 
     def __str__(self):
-        return f"{self._verdict()} ({self.score:.2f}/{self.max_score:g}) {self.feedback}"
+        return _(_RESULT_LINE).format(
+            verdict=self._verdict(),
+            score=f"{self.score:.2f}",
+            max_score=f"{self.max_score:g}",
+            feedback=self.feedback,
+        )
 
     def _repr_html_(self):
         # The emoji and the word carry the verdict where a code host strips the inline styles.
@@ -280,9 +296,9 @@ def describe_exception(e):
             line=frames[-1].lineno, function=frames[-1].name
         )
     if where:
-        text += f" ({where})"
+        text = _(_RAISED_WHERE).format(error=text, where=where)
     if isinstance(e, NotImplementedError):
-        text += f": {_(_NOT_IMPLEMENTED_HINT)}"
+        text = _(_RAISED_ADVICE).format(error=text, advice=_(_NOT_IMPLEMENTED_HINT))
     return text
 
 
@@ -480,7 +496,7 @@ def modified(label, names, originals, passed, advice=None):
                 "(e.g. xc = x - mu, not x -= mu)"
             ).format(label=label, name=name)
             if advice and advice.get(name):
-                reason += f" ({_(advice[name])})"
+                reason = _(_REASON_ADVICE).format(reason=reason, advice=_(advice[name]))
             return reason
     return None
 
@@ -572,7 +588,7 @@ def compare_outputs(
         )
     if not reasons:
         return Outcome(case)
-    return Outcome(case, "; ".join(reasons), hints)
+    return Outcome(case, join_list(reasons), hints)
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -880,7 +896,7 @@ def summary(label, outcomes, total, catalogues, notes=(), points=1.0):
             hints.append(best)
     if hints:
         lead = _("Likely mistake:") if len(hints) == 1 else _("Likely mistakes:")
-        parts.append(f"{lead} " + "; ".join(_(h) for h in hints))
+        parts.append(_(_LEAD).format(lead=lead, hints=join_list(_(h) for h in hints)))
     first = failing[0]
     if len(failing) == total and len({o.reason for o in failing}) == 1:
         parts.append(first.reason)  # the same reason every time: say it once
@@ -928,6 +944,15 @@ def case_list(names):
     follow, text = _(_CASE_LIST), None
     for name in names:
         text = name if text is None else follow.format(cases=text, case=name)
+    return text or ""
+
+
+def join_list(items, commas=False):
+    """The phrases `items` as one list, "a; b; c" in English ("a, b, c" with commas=True, for
+    short items), the separator translated through bnlib.i18n."""
+    follow, text = _(_COMMA_LIST if commas else _LIST), None
+    for item in items:
+        text = item if text is None else follow.format(first=text, second=item)
     return text or ""
 
 

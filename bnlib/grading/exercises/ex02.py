@@ -26,6 +26,7 @@ from bnlib.grading.engine import (
     case_seed,
     check,
     describe_exception,
+    join_list,
     mismatch,
     outputs_match,
     pick,
@@ -569,7 +570,7 @@ def _run_module(cls, case):
     import torch
 
     xs, douts, weight, bias = _inputs(case)
-    where = f"{getattr(cls, '__name__', 'the class')}({case.num_features}"
+    where = f"{getattr(cls, '__name__', None) or _('the class')}({case.num_features}"
     where += "".join(f", {k}={v}" for k, v in case.kwargs.items()) + ")"
     try:
         module = cls(case.num_features, **case.kwargs)
@@ -737,7 +738,7 @@ def _module_case(task, functions, case, budget, labels):
                 "its state_dict has not torch.nn.BatchNorm1d's keys: {problems} (weight and bias "
                 "are nn.Parameter; running_mean, running_var and num_batches_tracked are buffers: "
                 "self.register_buffer(name, tensor))"
-            ).format(problems=", ".join(parts)),
+            ).format(problems=join_list(parts, commas=True)),
         )
     want = _run_module(torch.nn.BatchNorm1d, case)
     for i, (mine, ref) in enumerate(zip(got["records"], want["records"], strict=True)):
@@ -750,7 +751,7 @@ def _module_case(task, functions, case, budget, labels):
                     "bias": _inputs(case)[3],
                 }
                 hint = _module_hint(name, i, mine, context, case)
-                reason = f"{mine['step']}: {problem}"
+                reason = _("{where}: {problem}").format(where=mine["step"], problem=problem)
                 return Outcome(case, reason, {"module": [hint] if hint else []})
         if int(mine["num_batches_tracked"]) != int(ref["num_batches_tracked"]):
             hint = _module_hint("num_batches_tracked", i, mine, {}, case)

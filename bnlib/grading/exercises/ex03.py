@@ -25,6 +25,7 @@ from bnlib.grading.engine import (
     case_rng,
     case_seed,
     check,
+    join_list,
     mismatch,
     outputs_match,
     type_name,
@@ -250,7 +251,7 @@ def _percentile_case(task, functions, case, budget, labels):
             _(
                 "the keys should be the names of the nonlinearities (Sigmoid, Tanh, ReLU) from "
                 "model.named_modules(), {names}: {problems}"
-            ).format(names=list(reference), problems="; ".join(parts)),
+            ).format(names=list(reference), problems=join_list(parts)),
         )
     mistakes = _pct_mistakes(model.eval() if not was_training else model, x, q or (15, 50, 85))
     model.train(was_training)

@@ -27,6 +27,7 @@ from bnlib.grading.engine import (
     case_rng,
     check,
     compare_outputs,
+    join_list,
     matching_mistakes,
     mismatch,
     modified,
@@ -282,7 +283,7 @@ def renorm_cases():
             100.0,
         ),
         case(
-            N_("the smallest batch, N=2, running statistics far off"),
+            N_("the smallest batch, N=2, D=4, running statistics far off"),
             N_("N=2"),
             rng.standard_normal((2, 4)) * 3,
             np.array([1.0, -2.0, 0.0, 4.0]),
@@ -656,7 +657,7 @@ def local_stats_cases():
             N_("a process with no samples, N=0, D=3"),
             N_("N=0"),
             np.zeros((0, 3)),
-            hint=N_("an empty batch sends count 0 and sums of zeros (no mean: 0/0)"),
+            hint=N_("an empty batch sends count 0 and sums of zeros (its mean would be 0/0)"),
         ),
         LocalCase(N_("N=7, D=2"), N_("N=7"), rng.standard_normal((7, 2)) * 0.5 - 1.0),
     ]
@@ -706,7 +707,7 @@ def _local_case(task, functions, case, budget, labels):
         )
     if not reasons:
         return Outcome(case)
-    return Outcome(case, "; ".join(reasons), hints)
+    return Outcome(case, join_list(reasons), hints)
 
 
 LOCAL_STATS = Task(
@@ -893,7 +894,7 @@ def global_stats_cases():
             ),
         ),
         StatsCase(
-            N_("values near 1e+03 with spreads near 1, batches (2, 5, 3), D=3"),
+            N_("values near 1e3 with spreads near 1, batches (2, 5, 3), D=3"),
             N_("large offsets"),
             (
                 batch(2, 3, _LARGE_OFFSET),

@@ -375,7 +375,7 @@ RMSNORM_MISTAKES = [
     Mistake(
         N_(
             "the mean was subtracted: that is layer norm. RMSNorm only rescales each sample by "
-            "its root mean square, x / sqrt(mean(x**2) + eps), and keeps its mean"
+            "its root mean square, x / sqrt(mean(x**2) + eps), and subtracts no mean"
         ),
         _rms("layer"),
     ),
@@ -778,7 +778,7 @@ INSTANCENORM_MISTAKES = [
     Mistake(
         N_(
             "the statistics include the channel axis: that is layer norm. Instance norm takes "
-            "them per channel, over (H, W) only"
+            "them per sample and channel, over (H, W) only"
         ),
         _in("with_channels"),
     ),
