@@ -9,6 +9,12 @@ and static HTML listing the questions and choices, never the answers.
 Feedback starts with "Correct." or "Not quite.", then a hint for a recognized wrong answer (if the
 question has one), then the explanation. A score line counts the questions answered right.
 
+Every text is shown in the notebook's language (`bnlib.i18n`): the quiz's own words ("Check", the
+score line) and the texts a notebook gives it (title, questions, choices, hints, explanations,
+units), looked up at display time in bnlib/locale/zh-TW.po, where `python -m bnlib.translate
+extract` collects the string literals of every `Quiz`, `MultipleChoice` and `Numeric` in the
+notebooks. So write those texts as literals (not f-strings), and keep numbers in `answer`.
+
 CSS classes, a contract with the browser tests: the quiz `bnlib-quiz`; each
 question `bnlib-quiz-question`; its radio buttons `bnlib-quiz-options`; a numeric input
 `bnlib-quiz-input`; its button `bnlib-quiz-check`; its feedback `bnlib-quiz-feedback` (plus
@@ -23,14 +29,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from bnlib.i18n import N_, _
+
 __all__ = ["MultipleChoice", "Numeric", "Quiz", "parse_number"]
 
-CORRECT = "Correct."
-WRONG = "Not quite."
+CORRECT = N_("Correct.")
+WRONG = N_("Not quite.")
 
 
 def _join(*parts):
-    return " ".join(p for p in parts if p)
+    """The parts as one text: a space between sentences, none after Chinese punctuation (。)."""
+    text = ""
+    for part in filter(None, parts):
+        text += ("" if not text or text[-1] in "。！？；：」』）" else " ") + part
+    return text
 
 
 @dataclass(frozen=True)
@@ -75,12 +87,14 @@ class MultipleChoice:
         if response is None:
             return None
         if isinstance(response, str):
-            if response not in self.choices:
-                raise ValueError(
-                    f"MultipleChoice: response {response!r} is not one of the choices "
-                    f"{self.choices}"
-                )
-            return self.choices.index(response)
+            if response in self.choices:
+                return self.choices.index(response)
+            shown = [_(c) for c in self.choices]  # the text as the learner reads it
+            if response in shown:
+                return shown.index(response)
+            raise ValueError(
+                f"MultipleChoice: response {response!r} is not one of the choices {self.choices}"
+            )
         if isinstance(response, bool) or not isinstance(response, int):
             raise TypeError(
                 f"MultipleChoice: expected a choice's index or text, got {type(response).__name__}"
@@ -96,22 +110,27 @@ class MultipleChoice:
 
         Returns (correct, feedback).
         """
+        return self._mark(response)[1:]
+
+    def _mark(self, response):
+        """(marked, correct, feedback): marked is False when nothing was chosen."""
         i = self._index(response)
         if i is None:
-            return False, "Pick one of the options first."
+            return False, False, _("Pick one of the options first.")
         if i == self.answer:
-            return True, _join(CORRECT, self.explanation)
-        return False, _join(WRONG, self.hints.get(i), self.explanation)
+            return True, True, _join(_(CORRECT), _(self.explanation))
+        hint = self.hints.get(i)
+        return True, False, _join(_(WRONG), hint and _(hint), _(self.explanation))
 
     def text(self):
         """The question and its lettered choices, without the answer."""
-        lines = [self.question]
-        lines += [f"   ({chr(97 + k)}) {c}" for k, c in enumerate(self.choices)]
+        lines = [_(self.question)]
+        lines += [f"   ({chr(97 + k)}) {_(c)}" for k, c in enumerate(self.choices)]
         return "\n".join(lines)
 
     def html(self):
-        items = "".join(f"<li>{html.escape(c)}</li>" for c in self.choices)
-        return f'{html.escape(self.question)}<ol type="a">{items}</ol>'
+        items = "".join(f"<li>{html.escape(_(c))}</li>" for c in self.choices)
+        return f'{html.escape(_(self.question))}<ol type="a">{items}</ol>'
 
 
 def parse_number(response):
@@ -175,24 +194,38 @@ class Numeric:
 
         Returns (correct, feedback).
         """
+        return self._mark(response)[1:]
+
+    def _mark(self, response):
+        """(marked, correct, feedback): marked is False when the response is not a number."""
         try:
             value = parse_number(response)
         except ValueError:
-            return False, f"Type a number, such as 0.5, -2 or 1/4 (got {str(response)!r})."
+            got = repr(str(response))
+            return (
+                False,
+                False,
+                _("Type a number, such as 0.5, -2 or 1/4 (got {got}).").format(got=got),
+            )
         if value is None:
-            return False, "Type a number first."
+            return False, False, _("Type a number first.")
         if abs(value - self.answer) <= self.tol:  # False for nan
-            return True, _join(CORRECT, self.explanation)
+            return True, True, _join(_(CORRECT), _(self.explanation))
         hint = next((h for k, h in self.hints.items() if abs(value - k) <= self.tol), None)
-        return False, _join(WRONG, hint, self.explanation)
+        return True, False, _join(_(WRONG), hint and _(hint), _(self.explanation))
 
     def text(self):
         """The question (and its unit), without the answer."""
-        return self.question + (f"   [answer in {self.unit}]" if self.unit else "")
+        if not self.unit:
+            return _(self.question)
+        return _(self.question) + "   " + _("[answer in {unit}]").format(unit=_(self.unit))
 
     def html(self):
-        unit = f" <i>(answer in {html.escape(self.unit)})</i>" if self.unit else ""
-        return f"{html.escape(self.question)}{unit}<br><i>Your answer: a number.</i>"
+        unit = ""
+        if self.unit:
+            unit = " <i>" + html.escape(_("(answer in {unit})").format(unit=_(self.unit))) + "</i>"
+        answer = html.escape(_("Your answer: a number."))
+        return f"{html.escape(_(self.question))}{unit}<br><i>{answer}</i>"
 
 
 class Quiz:
@@ -219,9 +252,12 @@ class Quiz:
 
     def check_answer(self, i, response):
         """Mark `response` to question i (0-based). Returns (correct: bool, feedback: str)."""
+        return self._mark(i, response)[1:]
+
+    def _mark(self, i, response):
         if not 0 <= i < len(self.questions):
             raise IndexError(f"Quiz: question index must be in 0..{len(self) - 1}, got {i}")
-        return self.questions[i].check(response)
+        return self.questions[i]._mark(response)
 
     def score(self, responses):
         """How many of `responses` (one per question, None = unanswered) are right."""
@@ -237,27 +273,33 @@ class Quiz:
             raise ValueError(f"Quiz: expected {len(self)} results, got {len(results)}")
         right = sum(r is True for r in results)
         unchecked = sum(r is None for r in results)
-        line = f"Score: {right} / {len(self)} right"
+        counts = dict(right=right, total=len(self), unchecked=unchecked)
         if unchecked == len(self):
-            return line + " (check an answer to start)"
-        if unchecked:
-            return line + f" ({unchecked} not checked yet)"
-        return line + (" — all right, well done." if right == len(self) else "")
+            line = _("Score: {right} / {total} right (check an answer to start)")
+        elif unchecked:
+            line = _("Score: {right} / {total} right ({unchecked} not checked yet)")
+        elif right == len(self):
+            line = _("Score: {right} / {total} right — all right, well done.")
+        else:
+            line = _("Score: {right} / {total} right")
+        return line.format(**counts)
 
     # --- static views: the questions and choices, never the answers ----------------------------
 
     def text(self):
-        parts = [self.title, "=" * len(self.title)]
+        title = _(self.title)
+        parts = [title, "=" * len(title)]
         for k, q in enumerate(self.questions, 1):
             parts.append(f"{k}. " + q.text())
-        parts.append("(Run this notebook in Jupyter to check your answers.)")
+        parts.append(_("(Run this notebook in Jupyter to check your answers.)"))
         return "\n".join(parts)
 
     def html(self):
         items = "".join(f"<li>{q.html()}</li>" for q in self.questions)
+        run = html.escape(_("Run this notebook in Jupyter to check your answers."))
         return (
-            f'<div class="bnlib-quiz-static"><b>{html.escape(self.title)}</b><ol>{items}</ol>'
-            "<i>Run this notebook in Jupyter to check your answers.</i></div>"
+            f'<div class="bnlib-quiz-static"><b>{html.escape(_(self.title))}</b><ol>{items}</ol>'
+            f"<i>{run}</i></div>"
         )
 
     def __repr__(self):
@@ -271,21 +313,21 @@ class Quiz:
 
         results = [None] * len(self)
         score = w.HTML(html.escape(self.score_line(results))).add_class("bnlib-quiz-score")
-        boxes = [w.HTML(f"<b>{html.escape(self.title)}</b>")]
+        boxes = [w.HTML(f"<b>{html.escape(_(self.title))}</b>")]
         for i, q in enumerate(self.questions):
-            prompt = w.HTML(f"<b>{i + 1}.</b> {html.escape(q.question)}")
+            prompt = w.HTML(f"<b>{i + 1}.</b> {html.escape(_(q.question))}")
             prompt.layout.width = "100%"
             if isinstance(q, MultipleChoice):
                 answer = w.RadioButtons(
-                    options=[(c, k) for k, c in enumerate(q.choices)],
+                    options=[(_(c), k) for k, c in enumerate(q.choices)],
                     value=None,
                     layout=w.Layout(width="auto"),
                 ).add_class("bnlib-quiz-options")
             else:
                 answer = w.Text(
-                    placeholder="a number, e.g. 0.5 or 1/4", layout=w.Layout(width="16em")
+                    placeholder=_("a number, e.g. 0.5 or 1/4"), layout=w.Layout(width="16em")
                 ).add_class("bnlib-quiz-input")
-            button = w.Button(description="Check", button_style="primary").add_class(
+            button = w.Button(description=_("Check"), button_style="primary").add_class(
                 "bnlib-quiz-check"
             )
             feedback = w.HTML("").add_class("bnlib-quiz-feedback")
@@ -293,12 +335,12 @@ class Quiz:
 
             def on_check(_, i=i, answer=answer, feedback=feedback):
                 response = answer.value if answer.value != "" else None
-                correct, text = self.check_answer(i, response)
+                marked, correct, text = self._mark(i, response)
                 feedback.value = html.escape(text)
                 feedback.remove_class("bnlib-quiz-correct").remove_class("bnlib-quiz-wrong")
                 feedback.style.text_color = None
                 # Only a marked answer counts; "pick an option first" leaves the score alone.
-                if text.startswith((CORRECT, WRONG)):
+                if marked:
                     results[i] = correct
                     feedback.add_class("bnlib-quiz-correct" if correct else "bnlib-quiz-wrong")
                     feedback.style.text_color = "#1a7f37" if correct else "#b42318"
@@ -308,7 +350,7 @@ class Quiz:
             if isinstance(q, MultipleChoice):  # the options one under another, then the button
                 rows = [answer, button]
             else:  # the input, its unit and the button on one line
-                rows = [w.HBox([answer] + ([w.Label(q.unit)] if q.unit else []) + [button])]
+                rows = [w.HBox([answer] + ([w.Label(_(q.unit))] if q.unit else []) + [button])]
             box = w.VBox([prompt, *rows, feedback]).add_class("bnlib-quiz-question")
             box.layout.margin = "0 0 12px 0"
             boxes.append(box)

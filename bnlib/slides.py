@@ -7,6 +7,10 @@ fragment, skip). nbconvert's SlidesExporter turns `notebooks/NN_name.ipynb` into
 `slides/NN_name.slides.html` from the outputs stored in the notebook (nothing is executed). Open
 the file in a browser from disk; `s` opens the speaker view, `Esc` the overview.
 
+The Traditional Chinese edition's lessons, `notebooks/zh-TW/NN_name.ipynb` (bnlib.translate),
+become `slides/NN_name.zh-TW.slides.html`, beside the English decks and sharing their vendor
+folder; the page's language (`<html lang>`) is the edition's, so browsers pick Taiwan's glyphs.
+
 nbconvert's reveal template fetches six things from CDNs. Here each is a local copy or removed:
 
 - reveal.js, require.js (which loads reveal.js), jQuery and MathJax 2 (which typesets the
@@ -61,6 +65,8 @@ from pathlib import Path
 __all__ = [
     "SlidesError",
     "build",
+    "deck_language",
+    "deck_name",
     "export_deck",
     "install_vendor",
     "install_cjk_font",
@@ -243,8 +249,28 @@ def install_cjk_font(out_dir, node_modules, decks):
     return css
 
 
+def _editions():
+    """The languages of the course's other editions (folders under notebooks/): ["zh-TW"]."""
+    from bnlib.i18n import LANGUAGES
+
+    return [language for language in LANGUAGES if language != "en"]
+
+
+def deck_language(notebook):
+    """The language of a lesson: its edition's folder (notebooks/zh-TW/ -> "zh-TW"), else "en"."""
+    folder = Path(notebook).parent.name
+    return folder if folder in _editions() else "en"
+
+
+def deck_name(notebook):
+    """<stem>.slides.html, or <stem>.<language>.slides.html for another edition's lesson."""
+    language = deck_language(notebook)
+    suffix = "" if language == "en" else f".{language}"
+    return f"{Path(notebook).stem}{suffix}.slides.html"
+
+
 def export_deck(notebook, out_dir):
-    """Write one notebook's deck to out_dir/<stem>.slides.html (vendor files not included)."""
+    """Write one notebook's deck to out_dir/`deck_name(notebook)` (vendor files not included)."""
     import nbformat
     from nbconvert import SlidesExporter
     from traitlets.config import Config
@@ -265,6 +291,9 @@ def export_deck(notebook, out_dir):
 
     config = Config()
     config.SlidesExporter.update(EXPORTER_CONFIG)
+    language = deck_language(notebook)
+    # NB: nbconvert takes ISO 639-1 codes only ("zh"); the page gets the full tag below.
+    config.SlidesExporter.language_code = language.split("-")[0]
     config.SlidesExporter.extra_template_basedirs = [str(SRC / "template")]
     config.SlidesExporter.template_name = "bnlib-reveal"
     exporter = SlidesExporter(config=config)
@@ -274,20 +303,30 @@ def export_deck(notebook, out_dir):
         "bnlib_font_family": FONT_FAMILY,
     }
     body, _ = exporter.from_notebook_node(nb, resources=resources)
+    html_tag = f'<html lang="{language.split("-")[0]}">'
+    body = body.replace(html_tag, f'<html lang="{language}">', 1)
 
-    deck = Path(out_dir) / f"{notebook.stem}.slides.html"
+    deck = Path(out_dir) / deck_name(notebook)
     deck.parent.mkdir(parents=True, exist_ok=True)
     deck.write_text(body, encoding="utf-8")
     return deck
 
 
 def build(notebooks=None, out_dir=OUT):
-    """Build the decks of `notebooks` (default: every lesson in notebooks/) into out_dir.
+    """Build the decks of `notebooks` (default: every lesson in notebooks/ and its editions in
+    notebooks/<language>/, e.g. notebooks/zh-TW/) into out_dir.
 
     Returns the paths of the decks written.
     """
     notebooks = (
-        [Path(n) for n in notebooks] if notebooks else sorted(ROOT.glob("notebooks/*.ipynb"))
+        [Path(n) for n in notebooks]
+        if notebooks
+        else sorted(ROOT.glob("notebooks/*.ipynb"))
+        + [
+            n
+            for language in _editions()
+            for n in sorted(ROOT.glob(f"notebooks/{language}/*.ipynb"))
+        ]
     )
     missing = [str(n) for n in notebooks if not n.is_file()]
     if missing:
@@ -304,7 +343,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m bnlib.slides", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("notebooks", nargs="*", help="lessons to build (default: notebooks/*)")
+    parser.add_argument(
+        "notebooks", nargs="*", help="lessons to build (default: notebooks/*, notebooks/zh-TW/*)"
+    )
     parser.add_argument("--out", default=str(OUT), help="output folder (default: slides/)")
     args = parser.parse_args(argv)
     try:

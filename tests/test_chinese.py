@@ -2,24 +2,31 @@
 mainland terms.
 
 Where: every notebook's markdown and code cells (strings and comments) in notebooks/, solutions/
-and exercises/, README.md, and bnlib's .py files. Two checks:
+and exercises/ and their zh-TW/ editions, README.md and README.zh-TW.md, bnlib's .py files, the
+translations (each msgstr of translations/zh-TW/*.po and bnlib/locale/zh-TW.po) and the glossary,
+translations/zh-TW/GLOSSARY.md. Two checks:
 
 - characters: OpenCC's Simplified-to-Traditional conversion (`s2t`), applied one character at a
   time, must leave each Chinese character unchanged. OpenCC's Traditional is not Taiwan's
   standard in a few characters (it writes 羣 for 群); those are in ALLOWED, each with its reason.
 - terms: none of MAINLAND_TERMS (whole words that are Traditional in their characters but
-  mainland usage; COURSE.md's "Traditional Chinese (Taiwan) usage"). They are matched on the
-  s2t-converted text, so the Simplified spelling (默认, 数据) counts too.
+  mainland usage; COURSE.md's "Traditional Chinese (Taiwan) usage"), and none of the terms of
+  the glossary's 中國大陸用語 column (GLOSSARY_TERMS, those that are not also Taiwan usage). They
+  are matched on the s2t-converted text, so the Simplified spelling (默认, 数据) counts too.
 
 Mainland usage named on purpose is marked, and skipped: the column headed 中國大陸用語 of a
-markdown table (lesson 6's glossary), and text inside `<span lang="zh-CN">...</span>`, which
-also tells the browser which glyphs to use.
+markdown table (the glossary, lesson 6's glossary), and text inside
+`<span lang="zh-CN">...</span>`, which also tells the browser which glyphs to use.
+
+Lesson 6's glossary and the course's glossary agree: where both have a row for the same English
+term, lesson 6 shows the course's Taiwan term.
 """
 
 import re
 from pathlib import Path
 
 import nbformat
+import polib
 import pytest
 from opencc import OpenCC
 
@@ -28,6 +35,8 @@ S2T = OpenCC("s2t")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 MAINLAND_SPAN = re.compile(r'<span lang="zh-CN">.*?</span>', re.DOTALL)
 MAINLAND_COLUMN = "中國大陸用語"
+TAIWAN_COLUMN = "臺灣用語"
+GLOSSARY = ROOT / "translations" / "zh-TW" / "GLOSSARY.md"
 
 # characters OpenCC's s2t changes that are nevertheless the standard form in Taiwan
 ALLOWED = {
@@ -69,6 +78,47 @@ MAINLAND_TERMS = {
 }
 
 
+def table_rows(text, columns):
+    """The rows of the markdown tables in `text` that have all of `columns`: [{column: text}]."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if not line.lstrip().startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells if set(columns) <= set(cells) else []
+        elif header and not set("".join(cells)) <= set("-: "):
+            rows.append(dict(zip(header, cells, strict=False)))
+    return rows
+
+
+def terms(cell):
+    """The terms of a glossary cell: split at ／ and 、, with (and without) what is in brackets."""
+    found = []
+    for part in re.split("[／、]", cell):
+        found.append(re.sub(r"（[^）]*）|\([^)]*\)", "", part).strip())
+        found += [t.strip() for t in re.findall(r"（([^）]*)）", part)]
+    return [t for t in found if t]
+
+
+def _glossary_terms():
+    """{mainland term (s2t): the Taiwan term} of the glossary, where the mainland term is not
+    itself Taiwan usage (written the same, or part of a Taiwan term: 均值 in 平均值)."""
+    rows = table_rows(GLOSSARY.read_text(encoding="utf-8"), [TAIWAN_COLUMN, MAINLAND_COLUMN])
+    taiwan = [t for row in rows for t in terms(row[TAIWAN_COLUMN])]
+    found = {}
+    for row in rows:
+        for term in terms(row[MAINLAND_COLUMN]):
+            converted = S2T.convert(term)
+            if HAN.search(converted) and not any(converted in t for t in taiwan):
+                found[re.escape(converted)] = row[TAIWAN_COLUMN]
+    return found
+
+
+GLOSSARY_TERMS = _glossary_terms()
+
+
 def without_marked_mainland(text):
     """text less the marked mainland usage: <span lang="zh-CN"> and the 中國大陸用語 column."""
     text = MAINLAND_SPAN.sub(" ", text)
@@ -101,18 +151,32 @@ def mainland_terms(text):
     converted = "".join(S2T.convert(ch) if HAN.match(ch) else ch for ch in text)
     return {
         re.search(term, converted).group(0): taiwan
-        for term, taiwan in MAINLAND_TERMS.items()
+        for term, taiwan in {**GLOSSARY_TERMS, **MAINLAND_TERMS}.items()
         if re.search(term, converted)
     }
 
 
 def _documents():
     """(name, text) for each piece of course text that may hold Chinese."""
-    docs = [("README.md", (ROOT / "README.md").read_text())]
+    docs = [
+        (name, (ROOT / name).read_text(encoding="utf-8"))
+        for name in ("README.md", "README.zh-TW.md", "translations/zh-TW/GLOSSARY.md")
+        if (ROOT / name).is_file()
+    ]
     for path in sorted((ROOT / "bnlib").rglob("*.py")):
         docs.append((str(path.relative_to(ROOT)), path.read_text()))
+    catalogues = sorted((ROOT / "translations").rglob("*.po")) + sorted(
+        (ROOT / "bnlib" / "locale").glob("*.po")
+    )
+    for path in catalogues:
+        for entry in polib.pofile(str(path)):
+            if entry.msgstr and not entry.obsolete:
+                name = f"{path.relative_to(ROOT)} {entry.msgctxt or entry.msgid[:40]!r}"
+                docs.append((name, entry.msgstr))
     for folder in ("notebooks", "solutions", "exercises"):
-        for path in sorted((ROOT / folder).glob("*.ipynb")):
+        for path in sorted((ROOT / folder).glob("*.ipynb")) + sorted(
+            (ROOT / folder).glob("*/*.ipynb")
+        ):
             nb = nbformat.read(path, as_version=4)
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type in ("markdown", "code"):
@@ -125,6 +189,46 @@ DOCUMENTS = _documents()
 
 def test_the_course_has_chinese_to_check():
     assert any("06_exam_review" in name for name, _ in DOCUMENTS)
+    assert any("GLOSSARY.md" in name for name, _ in DOCUMENTS)
+    assert any(name.startswith("translations/zh-TW/06_exam_review.po") for name, _ in DOCUMENTS)
+    assert any("notebooks/zh-TW/" in name for name, _ in DOCUMENTS)
+
+
+def test_the_glossary_adds_its_mainland_terms_and_only_those():
+    assert GLOSSARY_TERMS, "no mainland terms read from the glossary"
+    found = mainland_terms("這個控件在幻燈片上，用單元格執行")
+    assert {"控件", "幻燈片", "單元格"} <= set(found), found
+    assert found["控件"] == "互動元件"
+    # written the same in Taiwan (標準差), or part of a Taiwan term (均值 in 平均值): not added
+    assert not mainland_terms("標準差、平均值、通道、梯度消失、內部共變量偏移、演算法")
+    assert terms("訓練模式／推論（評估）模式") == ["訓練模式", "推論模式", "評估"]
+
+
+def test_the_glossary_names_one_term_per_row_and_the_course_term_for_bn():
+    rows = table_rows(GLOSSARY.read_text(encoding="utf-8"), ["English", TAIWAN_COLUMN])
+    assert len(rows) > 40
+    assert (
+        rows[0]["English"] == "batch normalization (BN)" and rows[0][TAIWAN_COLUMN] == "批次正規化"
+    )
+    for row in rows:
+        assert row["English"] and row[TAIWAN_COLUMN] and row[MAINLAND_COLUMN], row
+
+
+def test_lesson_6_glossary_agrees_with_the_course_glossary():
+    columns = ["English", TAIWAN_COLUMN]
+    course = {r["English"]: r[TAIWAN_COLUMN] for r in table_rows(GLOSSARY.read_text(), columns)}
+    nb = nbformat.read(ROOT / "notebooks" / "06_exam_review.ipynb", as_version=4)
+    rows = [r for c in nb.cells if c.cell_type == "markdown" for r in table_rows(c.source, columns)]
+    assert len(rows) > 20, "lesson 6's glossary table was not found"
+    disagree = [
+        (row["English"], row[TAIWAN_COLUMN], course[row["English"]])
+        for row in rows
+        if row["English"] in course
+        and not set(terms(course[row["English"]])) <= set(terms(row[TAIWAN_COLUMN]))
+    ]
+    matched = [row for row in rows if row["English"] in course]
+    assert len(matched) > 15, "few rows of lesson 6's glossary are in the course's"
+    assert not disagree, f"lesson 6 vs {GLOSSARY.name} (English, lesson 6, glossary): {disagree}"
 
 
 @pytest.mark.parametrize(

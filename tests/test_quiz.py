@@ -250,3 +250,66 @@ def test_each_widget_keeps_its_own_score():
     _find(question, "bnlib-quiz-check")[0].click()
     assert _find(first, "bnlib-quiz-score")[0].value.startswith("Score: 1 / 3")
     assert _find(second, "bnlib-quiz-score")[0].value.startswith("Score: 0 / 3")
+
+
+# --- the notebook's language ---------------------------------------------------------------------
+
+ZH = {
+    "Check yourself": "自我檢測",
+    MC.question: "BatchNorm2d 對 (N, C, H, W) 輸入沿哪些軸平均？",
+    "(C, H, W)": "(C, H, W)（層正規化）",
+    MC.explanation: "每個通道一個平均值：EXPLAIN-MC-ZH。",
+    "That is layer norm: HINT-LN.": "那是層正規化：HINT-LN-ZH。",
+    "standard deviations": "個標準差",
+    "Correct.": "正確。",
+    "Not quite.": "不太對。",
+    "Check": "檢查",
+    "Type a number first.": "請先輸入數字。",
+    "[answer in {unit}]": "［答案單位：{unit}］",
+    "Score: {right} / {total} right ({unchecked} not checked yet)": (
+        "得分：{right} / {total}（{unchecked} 題尚未檢查）"
+    ),
+    "(Run this notebook in Jupyter to check your answers.)": (
+        "（在 Jupyter 中執行本筆記本即可檢查答案。）"
+    ),
+}
+
+
+@pytest.fixture
+def in_chinese(monkeypatch):
+    """The notebook's language is zh-TW, with ZH as its catalogue."""
+    from bnlib import i18n
+
+    monkeypatch.setattr(i18n, "_translations", lambda language: ZH if language == "zh-TW" else {})
+    i18n.set_language("zh-TW")
+    yield
+    i18n.set_language("en")
+
+
+def test_quiz_texts_and_feedback_speak_the_notebook_language(in_chinese):
+    correct, feedback = MC.check(2)
+    assert (
+        not correct
+        and feedback == "不太對。那是層正規化：HINT-LN-ZH。每個通道一個平均值：EXPLAIN-MC-ZH。"
+    )
+    assert MC.check("(C, H, W)（層正規化）") == MC.check(2)  # a choice as the learner reads it
+    assert NUM.check(None) == (False, "請先輸入數字。")
+    text = make_quiz().text()
+    assert text.startswith("自我檢測\n") and "BatchNorm2d 對" in text
+    assert "(c) (C, H, W)（層正規化）" in text and "［答案單位：個標準差］" in text
+    assert "（在 Jupyter 中執行本筆記本即可檢查答案。）" in text
+    assert "x = 2, 4, 4, 4, 5, 5, 7, 9" in text  # a text without a translation stays English
+    assert make_quiz().score_line([True, False, None]) == "得分：1 / 3（1 題尚未檢查）"
+
+
+def test_widget_speaks_the_notebook_language(in_chinese):
+    box = make_quiz().widget()
+    assert {b.description for b in _find(box, "bnlib-quiz-check")} == {"檢查"}
+    question = _find(box, "bnlib-quiz-question")[0]
+    (options,) = _find(question, "bnlib-quiz-options")
+    assert options.options[2] == ("(C, H, W)（層正規化）", 2)
+    options.value = 1
+    _find(question, "bnlib-quiz-check")[0].click()
+    feedback = _find(question, "bnlib-quiz-feedback")[0]
+    assert feedback.value.startswith("正確。") and "bnlib-quiz-correct" in feedback._dom_classes
+    assert _find(box, "bnlib-quiz-score")[0].value == "得分：1 / 3（2 題尚未檢查）"

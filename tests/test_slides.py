@@ -125,7 +125,10 @@ def _tiny_notebook(path):
 
 
 @pytest.mark.parametrize(
-    "lesson", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name
+    "lesson",
+    sorted((ROOT / "notebooks").glob("*.ipynb"))
+    + sorted((ROOT / "notebooks").glob("zh-TW/*.ipynb")),
+    ids=lambda p: str(p.relative_to(ROOT / "notebooks")),
 )
 def test_every_lesson_is_cut_into_slides(lesson):
     """Without slideshow metadata a deck is one endless slide."""
@@ -161,6 +164,32 @@ def test_export_drops_widget_state_and_cdn_urls(tmp_path):
     assert not remote, f"the deck loads from the network: {remote}"
     assert "mermaid" not in html.lower()
     assert "SECRET" not in html, "a hidden input or removed cell shows on a slide"
+
+
+def test_an_edition_deck_is_named_and_marked_by_its_language(tmp_path):
+    """notebooks/zh-TW/NN.ipynb -> NN.zh-TW.slides.html with <html lang="zh-TW">, beside NN's."""
+    english = _tiny_notebook(tmp_path / "tiny.ipynb")
+    (tmp_path / "zh-TW").mkdir()
+    chinese = _tiny_notebook(tmp_path / "zh-TW" / "tiny.ipynb")
+    assert slides.deck_name(english) == "tiny.slides.html"
+    assert slides.deck_name(chinese) == "tiny.zh-TW.slides.html"
+    out = tmp_path / "out"
+    assert '<html lang="en">' in slides.export_deck(english, out).read_text(encoding="utf-8")
+    deck = slides.export_deck(chinese, out)
+    assert deck == out / "tiny.zh-TW.slides.html"
+    assert '<html lang="zh-TW">' in deck.read_text(encoding="utf-8")
+
+
+def test_the_default_build_covers_both_editions(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(slides, "ensure_node_modules", lambda: tmp_path)
+    monkeypatch.setattr(slides, "install_vendor", lambda out, modules: None)
+    monkeypatch.setattr(slides, "install_cjk_font", lambda out, modules, decks: None)
+    monkeypatch.setattr(slides, "export_deck", lambda n, out: seen.append(n) or n)
+    slides.build(None, tmp_path)
+    names = {str(n.relative_to(ROOT / "notebooks")) for n in seen}
+    assert "01_bn_formulas.ipynb" in names and "zh-TW/01_bn_formulas.ipynb" in names
+    assert len(names) == 2 * len(list((ROOT / "notebooks").glob("*.ipynb")))
 
 
 def test_build_errors(tmp_path, monkeypatch):

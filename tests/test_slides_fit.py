@@ -1,9 +1,10 @@
 """Every slide of every deck fits the screen, and its Chinese renders with the bundled font.
 
-Chromium opens each deck built by `make slides` (bnlib.slides) from disk at 1280x720 and at
-1920x1080, goes to every slide after reveal.js's layout, MathJax and the fit script, and compares
-what the slide shows with the slide's box: nothing may stick out, and nothing may sit in a box
-that scrolls or clips it. A tiny deck with a slide too big to fit shows the check can fail.
+Chromium opens each deck built by `make slides` (bnlib.slides: English and zh-TW) from disk at
+1280x720 and at 1920x1080, goes to every slide after reveal.js's layout, MathJax and the fit
+script, and compares what the slide shows with the slide's box: nothing may stick out, and
+nothing may sit in a box that scrolls or clips it. A tiny deck with a slide too big to fit shows
+the check can fail.
 """
 
 import shutil
@@ -184,6 +185,7 @@ def test_every_slide_fits(decks, browser, size):
     finally:
         page.close()
     assert total > 100, f"only {total} slides in {len(decks)} decks"
+    assert any(d.name.endswith(".zh-TW.slides.html") for d in decks), "no zh-TW deck was checked"
     assert not report, f"{len(report)} of {total} slides do not fit at {size}:\n" + "\n".join(
         report
     )
