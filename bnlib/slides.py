@@ -39,12 +39,14 @@ once MathJax has typeset and the fonts have loaded, before reveal.js starts:
 
 - a slide that would have to shrink below 75 % to fit is cut into pages, at a block boundary (a
   cell, a cell's input and its output, a paragraph, a list item, a table row); a continuation page
-  repeats the slide's heading, marked "(cont.)", and follows as the next (sub)slide;
+  repeats the slide's heading, marked "(cont.)" (in a zh-TW deck "（續）": the label follows
+  `<html lang>`), and follows as the next (sub)slide;
 - a page still too tall or too wide (one long code block, a wide table) is scaled down to fit,
   never below 50 %; content that would need less stays cut off, so the fit test fails on it.
 
-The pages are measured at the slide's own size, so the cut is the same on every screen. The
-lessons' metadata is not touched; the same rules fit tomorrow's content.
+A slide is filled to 4 px short of its height (a margin for sub-pixel rounding when reveal.js
+scales it to the screen). The pages are measured at the slide's own size, so the cut is the same
+on every screen. The lessons' metadata is not touched; the same rules fit tomorrow's content.
 
 Chinese (lesson 6, the course map) renders with Noto Sans TC (SIL OFL) from the pinned npm package
 @fontsource/noto-sans-tc: the build ships only the woff2 files that hold a CJK character the

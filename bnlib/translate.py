@@ -32,10 +32,12 @@ that changes; a translation that differs from its English turns fuzzy like any o
 
 A zh-TW notebook is the English one with each markdown cell replaced by its translation (the
 English where there is none yet, or only a fuzzy one: the tests fail on those), relative links
-pointing into the zh-TW edition, and one extra code cell after the title, tagged
-`language-switch`, calling `bnlib.i18n.set_language("zh-TW")`. Every other cell keeps its id,
-metadata and code; the code cells' outputs are those of the zh-TW notebook's last execution while
-their code is unchanged, and none otherwise (nbval then fails until the notebook is executed).
+pointing into the zh-TW edition, each translation wrapped in `<div lang="zh-Hant-TW">` (see
+`wrap_language`: browsers then draw Taiwan's glyphs, not the Japanese ones of the page's "en"),
+and one extra code cell after the title, tagged `language-switch`, calling
+`bnlib.i18n.set_language("zh-TW")`. Every other cell keeps its id, metadata and code; the code
+cells' outputs are those of the zh-TW notebook's last execution while their code is unchanged,
+and none otherwise (nbval then fails until the notebook is executed).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import nbformat
 __all__ = [
     "BILINGUAL",
     "LANGUAGE",
+    "LANG_TAG",
     "TranslateError",
     "SWITCH_ID",
     "SWITCH_TAG",
@@ -73,6 +76,8 @@ __all__ = [
     "runtime_messages",
     "sources",
     "status",
+    "unwrap_language",
+    "wrap_language",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +123,11 @@ QUIZ_TEXT = {
 }
 FIELD = re.compile(r"(?<!\{)\{([^{}]*)\}(?!\})")  # a str.format field; {{ }} are literal braces
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# The BCP 47 tag of the edition's text. JupyterLab's page is lang="en", so without it browsers draw
+# the Chinese with a Japanese CJK font (glyph shapes, punctuation placement); see `wrap_language`.
+LANG_TAG = "zh-Hant-TW"
+LANG_OPEN = f'<div lang="{LANG_TAG}">'
+LANG_CLOSE = "</div>"
 
 
 def _polib():
@@ -516,6 +526,31 @@ def translations(source, root=ROOT):
     }
 
 
+def wrap_language(text):
+    """A translated markdown cell, wrapped so it carries its language: `<div lang="zh-Hant-TW">`.
+
+    JupyterLab (whose sanitizer keeps `lang`), nbconvert's HTML and the slides then pick Taiwan's
+    glyphs. CommonMark makes each tag line an HTML block of its own, ended by the blank line after
+    it, so the markdown between them (headings, lists, tables, $$ math, anchors) renders as
+    without the wrapper, inside the div; JupyterLab's table of contents and collapsible headings
+    still find the headings (marked's top-level tokens). A cell without Chinese is left as it is,
+    and so is one already wrapped. Only the built notebooks carry it: the PO files keep the plain
+    translation.
+    """
+    if not HAN.search(text) or text.startswith(LANG_OPEN):
+        return text
+    body = text.strip("\n")
+    return f"{LANG_OPEN}\n\n{body}\n\n{LANG_CLOSE}"
+
+
+def unwrap_language(text):
+    """The markdown inside `wrap_language`'s wrapper (text that has none: unchanged)."""
+    head, tail = f"{LANG_OPEN}\n\n", f"\n\n{LANG_CLOSE}"
+    if text.startswith(head) and text.endswith(tail):
+        return text[len(head) : -len(tail)]
+    return text
+
+
 def build_notebook(source, root=ROOT):
     """The zh-TW edition of English notebook `source` (a NotebookNode; nothing is written)."""
     source, root = Path(source), Path(root)
@@ -526,7 +561,11 @@ def build_notebook(source, root=ROOT):
     ran = {c.id: c for c in previous.cells if c.cell_type == "code"} if previous else {}
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            cell.source = _relink(done.get(cell.id, cell.source), source.parent, root)
+            translated = done.get(cell.id)
+            if translated is None:  # no translation yet: the English, as it is
+                cell.source = _relink(cell.source, source.parent, root)
+            else:
+                cell.source = wrap_language(_relink(translated, source.parent, root))
         elif cell.cell_type == "code":
             last = ran.get(cell.id)
             if last is not None and last.source == cell.source:

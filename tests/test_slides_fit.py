@@ -249,3 +249,25 @@ def test_the_fit_check_catches_a_slide_that_does_not_fit(decks, browser):
     assert n >= 3
     assert "0/0" not in [b["slide"] for b in bad], f"the short slide does not fit: {bad}"
     assert [sorted(b["over"]) for b in bad] == [["right"], ["bottom"]], bad
+
+
+CONTINUED_JS = """() => Array.from(document.querySelectorAll('.reveal .bn-continued'),
+  h => getComputedStyle(h, '::after').content)"""
+
+
+def test_a_continued_slide_is_labelled_in_the_deck_language(decks, browser):
+    """The fit script's continuation pages repeat their heading, marked "(cont.)" in English
+    and "（續）" in the zh-TW decks (the template's CSS follows <html lang>)."""
+    page = _page(browser, SIZES[0])
+    labels = {}
+    try:
+        for name in ("06_exam_review.slides.html", "06_exam_review.zh-TW.slides.html"):
+            deck = next(d for d in decks if d.name == name)
+            open_deck(page, deck)
+            labels[name] = set(page.evaluate(CONTINUED_JS))
+    finally:
+        page.close()
+    assert labels == {
+        "06_exam_review.slides.html": {'" (cont.)"'},
+        "06_exam_review.zh-TW.slides.html": {'"（續）"'},
+    }, labels

@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import polib
 import pytest
+from markdown_it import MarkdownIt
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from test_chinese import table_rows, terms
 
@@ -264,6 +265,10 @@ def test_build_translates_markdown_adds_the_switch_and_keeps_the_code(course):
     cells = {c.id: c.source for c in zh.cells}
     assert cells["title"] == "# Lesson 1: tiny"  # untranslated: the English
     assert cells["doomed"] == "Gone soon, changed."  # fuzzy: the English
+    # a translation carries its language (Taiwan's glyphs); the English cells do not
+    assert cells["prose"].startswith('<div lang="zh-Hant-TW">\n\n## 平均值\n')
+    assert cells["prose"].endswith("。\n\n</div>")
+    assert "<div" not in tr.unwrap_language(cells["prose"])
     assert "(../../exercises/zh-TW/ex01_tiny.ipynb)" in cells["prose"]
     assert "(01_tiny.ipynb#top)" in cells["prose"]
     assert "(../../README.zh-TW.md)" in cells["prose"]
@@ -449,6 +454,58 @@ def test_zh_tw_notebook_is_built_from_its_sources(source):
         f"{target.relative_to(ROOT)} is not what build makes of {source.name} and its PO file "
         f"(first differing cells: {stale[:5]}): run `make zh-TW`"
     )
+
+
+# The language wrapper (tr.wrap_language) must not change how the markdown renders: CommonMark
+# (markdown-it-py; JupyterLab's marked and nbconvert's mistune follow it for HTML blocks) renders
+# the wrapped cell as the div around exactly what the plain cell renders to.
+RENDERER = MarkdownIt("commonmark").enable("table")
+MATH = re.compile(r"(?<!\\)\$\$.+?(?<!\\)\$\$|(?<!\\)\$[^$\n]+?(?<!\\)\$", re.DOTALL)
+WRAPPER_SAMPLES = [
+    "# 第一課：批次正規化",
+    '<a id="top"></a>\n\n## 平均值\n\n一段**粗體**文字。',
+    '<a id="q1"></a>\n### 測驗\n\n- 項目一\n- 項目二\n\n1. 第一\n2. 第二',
+    "| 欄 | 值 |\n|---|---|\n| a | $y$ |",
+    "公式：\n\n$$\n\\hat x = \\frac{x-\\mu}{\\sigma}\n$$\n\n結束。",
+    "```python\nx = 1  # 程式碼\n```",
+    "> 引言：批次\n\n    縮排的程式碼\n",
+    "<details><summary>答案</summary>\n\n是。\n\n</details>",
+]
+
+
+def _rendered_inside(text):
+    """(HTML of the wrapped text minus the wrapper's tags, HTML of the text alone)."""
+    plain = RENDERER.render(MATH.sub("MATH", text))
+    wrapped = RENDERER.render(MATH.sub("MATH", tr.wrap_language(text))).rstrip("\n")
+    head, tail = f"{tr.LANG_OPEN}\n", tr.LANG_CLOSE
+    assert wrapped.startswith(head) and wrapped.endswith(tail), wrapped
+    return wrapped[len(head) : -len(tail)].rstrip("\n"), plain.rstrip("\n")
+
+
+@pytest.mark.parametrize("text", WRAPPER_SAMPLES)
+def test_the_language_wrapper_renders_the_markdown_unchanged_inside_it(text):
+    inside, plain = _rendered_inside(text)
+    assert inside == plain
+    assert tr.unwrap_language(tr.wrap_language(text)) == text.strip("\n")
+    assert tr.wrap_language(tr.wrap_language(text)) == tr.wrap_language(text)
+
+
+def test_the_wrapper_check_can_fail():
+    # without the blank line after it, the div's HTML block swallows the heading as raw HTML
+    text = "# 標題\n\n內容"
+    glued = RENDERER.render(f"{tr.LANG_OPEN}\n{text}\n\n{tr.LANG_CLOSE}")
+    assert "<h1>" not in glued and "<h1>" in RENDERER.render(text)
+    assert tr.wrap_language("English only, no Chinese.") == "English only, no Chinese."
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=NAMES)
+def test_every_translation_renders_unchanged_inside_the_language_wrapper(source):
+    bad = []
+    for cid, text in tr.translations(source).items():
+        inside, plain = _rendered_inside(text) if tr.HAN.search(text) else (text, text)
+        if inside != plain:
+            bad.append(cid)
+    assert not bad, f"{tr.po_path(source).name}: cells {bad} render differently when wrapped"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=NAMES)
