@@ -7,6 +7,8 @@ generator); everything bnlib prints or shows after that (check feedback, quizzes
 is looked up in the catalogue. Numbers and code identifiers stay as they are.
 
 - `_(message)` translates a message now (call it where the text is shown, not at import time);
+- `gettext(message, language)` translates it into a given language, whatever the current one
+  (for files written for a language, e.g. the exercises `bnlib assign` writes);
 - `N_(message)` marks a module-level constant for the catalogue without translating it (translate
   it with `_` where it is shown);
 - formatted messages translate the template, then format: `_("{n} of {m} passed").format(...)`.
@@ -21,7 +23,7 @@ import threading
 from functools import cache
 from pathlib import Path
 
-__all__ = ["LANGUAGES", "N_", "_", "get_language", "set_language", "catalogue_path"]
+__all__ = ["LANGUAGES", "N_", "_", "catalogue_path", "get_language", "gettext", "set_language"]
 
 LANGUAGES = {"en": "English", "zh-TW": "繁體中文（台灣）"}
 _LOCALE_DIR = Path(__file__).with_name("locale")
@@ -66,9 +68,17 @@ def _translations(language):
     }
 
 
+def gettext(message, language=None):
+    """`message` in `language` (default: the current one; itself when there is no translation).
+    For text written for another language than the running one, e.g. by `bnlib assign`."""
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"gettext: language must be one of {sorted(LANGUAGES)}, got {language!r}")
+    return _translations(language or get_language()).get(message, message)
+
+
 def _(message):
     """`message` in the current language (itself when there is no translation)."""
-    return _translations(get_language()).get(message, message)
+    return gettext(message)
 
 
 def N_(message):

@@ -11,7 +11,16 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from bnlib.cli import main
-from bnlib.grading.assign import PLACEHOLDER, AssignError, assign, cells_hash, strip_solutions
+from bnlib.grading import grade
+from bnlib.grading.assign import (
+    PLACEHOLDER,
+    POLICY_CELL,
+    AssignError,
+    assign,
+    cells_hash,
+    make_exercise,
+    strip_solutions,
+)
 from bnlib.grading.grade import POLICY, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +229,96 @@ def test_no_solutions_is_an_error(tmp_path):
     messages = []
     assert assign(tmp_path / "nowhere", tmp_path / "exercises", out=messages.append) == 1
     assert "no notebooks in" in messages[0]
+
+
+# --- the policy cell in the notebook's language -----------------------------------------------
+
+# A zh-TW catalogue for the policy's templates (fake: the tests must not depend on the real PO)
+FAKE_ZH = {
+    POLICY_CELL: "**評分方式**：{policy}",
+    grade._POLICY: "甲：{references}；乙：`torch.nn.functional` 的 {torch_functions}；"
+    '丙：{torch_modules}；丁："{solutions}"；戊：{red_flags}。',
+    grade._ANYTHING_IN: "整個 {package}",
+    grade._NEXT_ITEM: "{items}、{item}",
+    grade._LAST_ITEM["and"]: "{items} 和 {item}",
+    grade._LAST_ITEM["or"]: "{items} 或 {item}",
+}
+
+
+@pytest.fixture
+def fake_zh(monkeypatch):
+    from bnlib import i18n
+
+    monkeypatch.setattr(i18n, "_translations", lambda lang: FAKE_ZH if lang == "zh-TW" else {})
+
+
+def _code_names(text):
+    return re.findall(r"`([^`]+)`", text)
+
+
+def test_a_zh_tw_exercise_states_the_policy_in_chinese(course, fake_zh):
+    nb = nbformat.read(course.solution, as_version=4)
+    nb.metadata["bnlib"]["language"] = "zh-TW"
+    cell = make_exercise(nb, "zh").cells[1]
+    assert cell.id == "grading-policy"
+    assert cell.source.startswith("**評分方式**：甲：`bnlib.") and "How" not in cell.source
+    assert (
+        " and " not in cell.source and " or " not in cell.source and "anything" not in cell.source
+    )
+    # the lists are the English ones, item for item, code names as they are
+    assert _code_names(cell.source) == _code_names(POLICY)
+    assert (
+        "整個 `bnlib.grading`" in cell.source
+        and "`sys.setprofile` 或 `sys.settrace`" in cell.source
+    )
+    assert '丁："solutions"' in cell.source
+    # an English solution (no bnlib.language, or "en") keeps the English policy, catalogue or not
+    for language in (None, "en"):
+        if language:
+            nb.metadata["bnlib"]["language"] = language
+        else:
+            nb.metadata["bnlib"].pop("language")
+        assert (
+            make_exercise(nb, "en").cells[1].source == f"**How this exercise is graded.** {POLICY}"
+        )
+
+
+def test_the_policy_does_not_follow_the_language_assign_runs_in(course, fake_zh):
+    from bnlib import i18n
+
+    i18n.set_language("zh-TW")  # e.g. a notebook that switched to Chinese, then calls assign
+    try:
+        english = make_exercise(nbformat.read(course.solution, as_version=4), "en")
+    finally:
+        i18n.set_language("en")
+    assert english.cells[1].source == f"**How this exercise is graded.** {POLICY}"
+    assert grade.POLICY == grade.policy("en") and grade.policy("zh-TW").startswith("甲：")
+
+
+def test_an_untranslated_policy_falls_back_to_english(course, monkeypatch):
+    from bnlib import i18n
+
+    monkeypatch.setattr(i18n, "_translations", lambda lang: {})
+    nb = nbformat.read(course.solution, as_version=4)
+    nb.metadata["bnlib"]["language"] = "zh-TW"
+    assert make_exercise(nb).cells[1].source == f"**How this exercise is graded.** {POLICY}"
+
+
+def test_an_unknown_language_in_the_metadata_is_an_error(course):
+    nb = nbformat.read(course.solution, as_version=4)
+    nb.metadata["bnlib"]["language"] = "fr"
+    with pytest.raises(AssignError, match=r"bnlib\.language is 'fr', not one of en, zh-TW"):
+        make_exercise(nb, "demo")
+
+
+def test_the_zh_tw_solutions_say_they_are_chinese(fake_zh):
+    """translate.py marks its notebooks bnlib.language = "zh-TW": what assign reads."""
+    paths = sorted((ROOT / "solutions" / "zh-TW").glob("*.ipynb"))
+    assert paths, "no solutions/zh-TW/*.ipynb"
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["bnlib"]["language"] == "zh-TW", path.name
+        assert make_exercise(nb, path.name).cells[1].source.startswith("**評分方式**："), path.name
 
 
 # --- the real course -----------------------------------------------------------------------------

@@ -94,16 +94,31 @@ def _wait_until(condition, timeout, what, interval=0.25):
 CLONE = "as-committed"  # a folder of the served root
 
 
+ZH = "zh-TW"  # a folder of the served root: the zh-TW notebooks below, cleared as the lessons
+ZH_LESSON = ROOT / "notebooks" / ZH / LESSON
+ZH_EXERCISE = ROOT / "exercises" / ZH / "ex01_forward_backward.ipynb"
+
+
+def _copy_cleared(path, dest):
+    """Copy the notebook at path into the folder dest, outputs and widget state cleared."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    dest.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest / path.name)
+
+
 def _copy_lessons(dest):
-    """Copy notebooks/*.ipynb to dest with outputs, execution counts and widget state cleared."""
+    """Copy notebooks/*.ipynb to dest with outputs, execution counts and widget state cleared
+    (and zh-TW's lesson 1 and exercise 1 to dest/zh-TW)."""
     dest.mkdir(parents=True)
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        nb.metadata.pop("widgets", None)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
-        nbformat.write(nb, dest / path.name)
+        _copy_cleared(path, dest)
+    for path in (ZH_LESSON, ZH_EXERCISE):
+        if path.is_file():  # else the zh-TW tests fail, naming the missing file
+            _copy_cleared(path, dest / ZH)
 
 
 @contextmanager
@@ -631,11 +646,37 @@ def _platform_fonts(page, element):
         cdp.detach()
 
 
+def _assert_real_cjk_glyphs(page, paragraph, what):
+    """The Han characters of the page's Markdown are drawn in the font of `paragraph` with real
+    glyphs: every one full width (1 em), none the box of a missing glyph, no two alike. Without a
+    CJK font Chromium draws them all as one narrow box (tofu), failing all three. Returns the
+    fonts Chromium used for the paragraph [(family, glyph count)] (DevTools protocol), which the
+    messages name."""
+    page.evaluate("document.fonts.ready")
+    probe = paragraph.evaluate(CJK_PROBE_JS)
+    fonts = _platform_fonts(page, paragraph)
+    han, widths = probe["han"], probe["widths"]
+    used = ", ".join(f"{family} ({n} glyphs)" for family, n in fonts)
+    where = f"\nfont-family: {probe['family']}\nfonts used for the paragraph: {used}"
+    assert len(han) >= 40, f"{what}'s Markdown shows only {len(han)} Han characters"
+    narrow = [f"{ch} {w:.1f}px" for ch, w in zip(han, widths, strict=True) if abs(w - 32) > 1]
+    assert not narrow, (
+        f"{len(narrow)} of {len(han)} Han characters are not 1 em (32 px) wide: "
+        + ", ".join(narrow[:6])
+        + where
+    )
+    boxes = probe["boxes"]
+    assert not boxes, f"{len(boxes)} Han characters draw the missing-glyph box: {boxes}" + where
+    assert probe["distinct"] == len(han), (
+        f"{len(han)} Han characters draw only {probe['distinct']} different glyphs "
+        "(boxes, tofu: no CJK font)" + where
+    )
+    return fonts
+
+
 def test_lesson6_chinese_renders_in_a_cjk_font(lab, tmp_path):
-    """Lesson 6's Markdown in Traditional Chinese is drawn with real glyphs in JupyterLab: every
-    Han character full width (1 em), none drawn as the box of a missing glyph, no two alike.
-    Without a CJK font Chromium draws them all as one narrow box (tofu), failing all three.
-    On failure the message names the fonts Chromium used for the paragraph (DevTools protocol)."""
+    """Lesson 6's Markdown in Traditional Chinese is drawn with real glyphs in JupyterLab (see
+    _assert_real_cjk_glyphs). On failure the message names the fonts Chromium used."""
     base, token, browser, _ = lab
     _end[0] = time.monotonic() + 60
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -644,28 +685,177 @@ def test_lesson6_chinese_renders_in_a_cjk_font(lab, tmp_path):
         page.goto(f"{base}/lab/workspaces/wcjk/tree/{CJK_LESSON}?token={token}", timeout=30_000)
         paragraph = page.locator(".jp-RenderedMarkdown p").filter(has_text=CHINESE).first
         paragraph.wait_for(state="visible", timeout=30_000)
-        page.evaluate("document.fonts.ready")
-        probe = paragraph.evaluate(CJK_PROBE_JS)
-        fonts = _platform_fonts(page, paragraph)
-        han, widths = probe["han"], probe["widths"]
-        used = ", ".join(f"{family} ({n} glyphs)" for family, n in fonts)
-        where = f"\nfont-family: {probe['family']}\nfonts used for the paragraph: {used}"
-        assert len(han) >= 40, f"lesson 6's Markdown shows only {len(han)} Han characters"
-        narrow = [f"{ch} {w:.1f}px" for ch, w in zip(han, widths, strict=True) if abs(w - 32) > 1]
-        assert not narrow, (
-            f"{len(narrow)} of {len(han)} Han characters are not 1 em (32 px) wide: "
-            + ", ".join(narrow[:6])
-            + where
-        )
-        boxes = probe["boxes"]
-        assert not boxes, f"{len(boxes)} Han characters draw the missing-glyph box: {boxes}" + where
-        assert probe["distinct"] == len(han), (
-            f"{len(han)} Han characters draw only {probe['distinct']} different glyphs "
-            "(boxes, tofu: no CJK font)" + where
-        )
+        _assert_real_cjk_glyphs(page, paragraph, "lesson 6")
     except Exception as e:
         shot = tmp_path / "failure.png"
         page.screenshot(path=str(shot))
         raise AssertionError(f"{e}\nscreenshot: {shot}") from e
     finally:
         page.close()
+
+
+# --- the zh-TW edition: lesson 1 and exercise 1 run, and speak Chinese ---------------------------
+
+HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CATALOGUE = ROOT / "bnlib" / "locale" / "zh-TW.po"
+# The attribute bnlib.translate wraps each translated markdown cell in (<div lang="zh-Hant-TW">)
+LANG_ATTRIBUTE = re.compile(r"""<div lang=["'](zh-Hant-TW|zh-TW)["']>""")
+
+
+def _catalogue(*messages):
+    """The translations of `messages` in bnlib's zh-TW catalogue, read with polib (a fuzzy, i.e.
+    stale, translation is not one: bnlib.i18n shows the English then). Fails naming those with
+    none."""
+    import polib
+
+    usable = {
+        e.msgid: e.msgstr
+        for e in polib.pofile(str(CATALOGUE))
+        if e.msgstr and not e.obsolete and "fuzzy" not in e.flags
+    }
+    missing = [m for m in messages if m not in usable]
+    assert not missing, f"{CATALOGUE.name} has no (or only a fuzzy) translation of {missing}"
+    return [usable[m] for m in messages]
+
+
+def _quiz_of(nb):
+    """The first Quiz the notebook's code builds (constructed here: it is plain data)."""
+    import ast
+
+    from bnlib import quiz
+
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "Quiz(" in cell.source:
+            last = ast.parse(cell.source).body[-1]
+            if isinstance(last, ast.Expr):
+                code = compile(ast.Expression(last.value), "quiz", "eval")
+                names = {"Quiz": quiz.Quiz, "Numeric": quiz.Numeric}
+                return eval(code, {**names, "MultipleChoice": quiz.MultipleChoice})  # noqa: S307
+    raise AssertionError("the notebook builds no Quiz")
+
+
+def _open_and_run(browser, base, token, root, path, workspace, timeout):
+    """Open root/zh-TW/<path.name> in a new page, Run All, save; return (page, saved notebook)."""
+    if not path.is_file():
+        pytest.fail(f"{path.relative_to(ROOT)} is missing")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(10_000)
+    url = f"{base}/lab/workspaces/{workspace}/tree/{ZH}/{path.name}?token={token}"
+    page.goto(url, timeout=30_000)
+    return page, _run_all_and_save(page, root / "root" / ZH / path.name, timeout=timeout)
+
+
+def _feedback_after(question, button, text):
+    """Type text into the question's input, press its Check button; return the new feedback."""
+    feedback = question.locator(".bnlib-quiz-feedback").first
+    before = feedback.inner_text().strip()
+    question.locator(".bnlib-quiz-input input").first.fill(text)
+    button.click()
+    return _wait_until(
+        lambda: (now := feedback.inner_text().strip()) != before and now,
+        10,
+        f"quiz feedback after checking {text!r}",
+    )
+
+
+def test_zh_tw_lesson1_runs_in_chinese(lab, tmp_path):
+    """zh-TW lesson 1 in JupyterLab: Run All raises nothing; the title says 第一課; the language
+    switch ran first; the quiz's Check button and its feedback are the catalogue's translations;
+    the explorer's labels are Chinese; the Chinese prose is drawn in a real CJK font, and in a
+    Traditional Chinese (TC) face where the markdown says it is zh-Hant-TW."""
+    base, token, browser, root = lab
+    started = time.monotonic()
+    _end[0] = started + 150
+    english = _quiz_of(nbformat.read(ROOT / "notebooks" / LESSON, as_version=4))
+    question = english.questions[0]
+    assert type(question).__name__ == "Numeric", "lesson 1's quiz no longer opens with a number"
+    wrong = next(iter(question.hints))  # a wrong answer with a hint of its own
+    check, correct, not_quite, hint, explanation = _catalogue(
+        "Check", "Correct.", "Not quite.", question.hints[wrong], question.explanation
+    )
+    from bnlib.quiz import _join  # how the quiz glues its sentences, in either language
+
+    page = None
+    try:
+        page, nb = _open_and_run(browser, base, token, root, ZH_LESSON, "wzh1", timeout=120)
+        _assert_ran_cleanly(nb)
+        title = page.locator(".jp-RenderedMarkdown h1").first.inner_text()
+        assert "第一課" in title, f"the lesson's title is {title!r}"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        switch = [c for c in code if c.id == "zh-TW-language-switch"]
+        assert len(switch) == 1 and switch[0] is code[0], "the language switch is not the 1st code"
+        assert switch[0].execution_count == min(c.execution_count for c in code)
+        # the quiz, in Chinese: the wrong answer's hint, then the right answer
+        quiz = page.locator(".bnlib-quiz").first
+        quiz.scroll_into_view_if_needed()
+        first = quiz.locator(".bnlib-quiz-question").first
+        button = first.locator("button.bnlib-quiz-check, .bnlib-quiz-check button").first
+        assert button.inner_text().strip() == check
+        got = _feedback_after(first, button, f"{wrong:g}")
+        assert " ".join(got.split()) == " ".join(_join(not_quite, hint, explanation).split())
+        got = _feedback_after(first, button, f"{question.answer:g}")
+        assert " ".join(got.split()) == " ".join(_join(correct, explanation).split())
+        # the explorer's labels (slider descriptions, the feature drop-down's label)
+        explorer = _figure_widgets(page).filter(has=page.locator(".bnlib-slider-gamma")).first
+        labels = explorer.locator(".widget-label").all_inner_texts()
+        (batch_n,) = _catalogue("batch N")
+        assert batch_n in labels and any(HAN.search(t) for t in labels), labels
+        # the prose: real CJK glyphs, Traditional Chinese ones where it is marked zh-Hant-TW
+        paragraph = page.locator(".jp-RenderedMarkdown p").filter(has_text=CHINESE).first
+        paragraph.scroll_into_view_if_needed()
+        fonts = _assert_real_cjk_glyphs(page, paragraph, "zh-TW lesson 1")
+        marked = any(LANG_ATTRIBUTE.search(c.source) for c in nb.cells if c.cell_type == "markdown")
+        if marked:  # NB: without the wrapper the page is lang="en": the face is Chromium's choice
+            lang = paragraph.evaluate("el => el.closest('[lang]').getAttribute('lang')")
+            assert lang in ("zh-Hant-TW", "zh-TW"), f"the paragraph's language on the page: {lang}"
+            cjk = [family for family, _ in fonts if "CJK" in family]
+            assert cjk and all(family.endswith(" TC") for family in cjk), (
+                f"zh-Hant-TW text drawn in {fonts}: want a Traditional Chinese (TC) face"
+            )
+    except Exception as e:
+        shot = tmp_path / "failure.png"
+        _screenshot(browser, shot)
+        raise AssertionError(f"{e}\nscreenshot: {shot}") from e
+    finally:
+        if page is not None:
+            page.close()
+    print(f"zh-TW lesson 1: {time.monotonic() - started:.0f} s")
+
+
+def test_zh_tw_exercise1_as_shipped_fails_every_check_in_chinese(lab, tmp_path):
+    """zh-TW exercise 1 as a learner gets it: Run All raises nothing (the tasks' functions raise
+    NotImplementedError only when called, and the checks catch it); every check cell shows the
+    FAIL box with the catalogue's translation of FAIL and of the 'replace raise
+    NotImplementedError' advice; the timing cell names the first unfinished task."""
+    base, token, browser, root = lab
+    started = time.monotonic()
+    _end[0] = started + 90
+    fail, advice = _catalogue("FAIL", "replace `raise NotImplementedError` with your code")
+    page = None
+    try:
+        page, nb = _open_and_run(browser, base, token, root, ZH_EXERCISE, "wzhex1", timeout=60)
+        _assert_ran_cleanly(nb)
+        checks = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("check_")]
+        assert len(checks) >= 5, f"only {len(checks)} check cells"
+        for cell in checks:
+            html = "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+            assert f"<strong>❌ {fail}</strong>" in html, (cell.id, html[:300])
+        boxes = page.locator(".bnlib-check")
+        _wait_until(lambda: boxes.count() == len(checks), 10, f"{len(checks)} check boxes")
+        for i in range(boxes.count()):
+            box = boxes.nth(i)
+            assert box.locator("strong").first.inner_text().strip() == f"❌ {fail}", i
+            assert HAN.search(box.inner_text()), f"check box {i}: {box.inner_text()!r}"
+        forward = boxes.first.inner_text()
+        assert advice.replace("`", "") in forward.replace("`", ""), forward
+        timing = [c for c in nb.cells if c.id == "timing-code"]
+        printed = "".join(o.get("text", "") for c in timing for o in c.outputs)
+        assert "task 1 (batchnorm_forward)" in printed and "first" in printed, printed
+    except Exception as e:
+        shot = tmp_path / "failure.png"
+        _screenshot(browser, shot)
+        raise AssertionError(f"{e}\nscreenshot: {shot}") from e
+    finally:
+        if page is not None:
+            page.close()
+    print(f"zh-TW exercise 1: {time.monotonic() - started:.0f} s")

@@ -5,6 +5,9 @@ For each solutions/exNN_*.ipynb, exercises/ gets the same notebook with
   included) replaced by `raise NotImplementedError  # YOUR CODE HERE` at the block's indentation;
 - the cells tagged `solution-only` removed;
 - outputs, execution counts and execution timings cleared;
+- a markdown cell after the title stating the grading policy (`bnlib.grading.grade.policy`), in
+  the notebook's language: English, or Chinese when its metadata `bnlib.language` is "zh-TW"
+  (the zh-TW solutions', written by bnlib.translate), from the catalogue of `bnlib.i18n`;
 - notebook metadata `bnlib.exercise` kept, and `bnlib.cells_sha256` recording a hash of the
   generated cells' types and sources.
 
@@ -31,10 +34,13 @@ from pathlib import Path
 
 import nbformat
 
+from bnlib.i18n import LANGUAGES, N_, gettext
+
 __all__ = [
     "BEGIN",
     "END",
     "PLACEHOLDER",
+    "POLICY_CELL",
     "SOLUTION_ONLY_TAG",
     "AssignError",
     "assign",
@@ -47,6 +53,8 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 PLACEHOLDER = "raise NotImplementedError  # YOUR CODE HERE"
 SOLUTION_ONLY_TAG = "solution-only"
+# The cell after the title of every exercise, in the notebook's language (bnlib.i18n)
+POLICY_CELL = N_("**How this exercise is graded.** {policy}")
 _VOLATILE_CELL_METADATA = ("execution", "ExecuteTime")  # timings added by running a notebook
 
 
@@ -106,11 +114,16 @@ def make_exercise(solution, name="notebook"):
         if "id" not in cell:  # a stable id, so that the output is the same on every run
             cell["id"] = hashlib.sha256(f"{name}:{index}".encode()).hexdigest()[:12]
         cells.append(cell)
-    from bnlib.grading.grade import POLICY  # here: grade imports the exercises, assign needs none
+    from bnlib.grading.grade import policy  # here: grade imports the exercises, assign needs none
 
-    policy = nbformat.v4.new_markdown_cell(f"**How this exercise is graded.** {POLICY}")
-    policy["id"] = "grading-policy"
-    nb.cells = cells[:1] + [policy] + cells[1:]  # after the title cell, in every exercise
+    language = nb.metadata.get("bnlib", {}).get("language", "en")  # zh-TW's, by bnlib.translate
+    if language not in LANGUAGES:
+        known = ", ".join(sorted(LANGUAGES))
+        raise AssignError(f"{name}: metadata bnlib.language is {language!r}, not one of {known}")
+    text = gettext(POLICY_CELL, language).format(policy=policy(language))
+    graded = nbformat.v4.new_markdown_cell(text)
+    graded["id"] = "grading-policy"
+    nb.cells = cells[:1] + [graded] + cells[1:]  # after the title cell, in every exercise
     nb.metadata.pop("widgets", None)  # saved widget state belongs to a run, not to the exercise
     record = dict(nb.metadata.get("bnlib", {}))
     record["cells_sha256"] = cells_hash(nb)

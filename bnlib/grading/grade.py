@@ -41,6 +41,7 @@ from bnlib.grading import engine
 from bnlib.grading.exercises import TASKS
 from bnlib.grading.remote import GradingError, Remote
 from bnlib.grading.sandbox import Limits, Sandbox, isolation
+from bnlib.i18n import N_, gettext
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -52,6 +53,7 @@ __all__ = [
     "format_report",
     "grade_all",
     "grade_notebook",
+    "policy",
 ]
 
 DEFAULT_TIMEOUT = 60  # seconds per cell; a lesson-sized notebook runs in well under that
@@ -80,35 +82,55 @@ def _agent_constants(source, names):
     return found
 
 
-def _listing(items, last="and"):
-    items = list(items)
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+# The policy's text, translatable (bnlib.i18n): a template whose fields are lists of code names,
+# glued by translatable joiners ("a, b and c" in English, "a、b 和 c" in Chinese).
+_POLICY = N_(
+    "Write each graded function yourself: a graded function (or class) that calls or "
+    "subclasses a reference implementation scores 0 for that task. The reference "
+    "implementations: {references}; `torch.nn.functional`'s {torch_functions}; the "
+    "norm layers of {torch_modules} (unless the task passes one in); and the course's "
+    'solutions. A notebook with "{solutions}" in a string of its code, or that uses '
+    "{red_flags}, scores 0 for every task."
+)
+_ANYTHING_IN = N_("anything in {package}")
+_NEXT_ITEM = N_("{items}, {item}")
+_LAST_ITEM = {"and": N_("{items} and {item}"), "or": N_("{items} or {item}")}
 
 
-def _policy(source):
-    """The grading policy, written from what the agent scores 0 (its constants) and the red flags
-    of the notebook's code (_RED_FLAGS, _SOLUTIONS)."""
+def _listing(items, last, language):
+    """The list "a, b and c" (last="and") or "a, b or c" (last="or"), in `language`."""
+    items, text = list(items), None
+    follow, final = gettext(_NEXT_ITEM, language), gettext(_LAST_ITEM[last], language)
+    for i, item in enumerate(items):
+        glue = final if i == len(items) - 1 else follow
+        text = item if text is None else glue.format(items=text, item=item)
+    return text or ""
+
+
+def policy(language=None, source=None):
+    """The grading policy in `language` (default: the current one), written from what the agent
+    scores 0 (its constants, read from `source`, default bnlib/grading/agent.py) and the red flags
+    of the notebook's code (_RED_FLAGS, _SOLUTIONS). Code names stay as they are."""
     c = _agent_constants(
-        source,
+        _AGENT_SOURCE if source is None else source,
         ("BNLIB_MODULES", "BNLIB_PACKAGES", "BNLIB_FUNCTIONS", "NORM_FUNCTIONS", "NORM_MODULES"),
     )
+    anything_in = gettext(_ANYTHING_IN, language)
     bnlib = [f"`bnlib.{m}`" for m in c["BNLIB_MODULES"]]
-    bnlib += [f"anything in `bnlib.{p}`" for p in c["BNLIB_PACKAGES"]]
+    bnlib += [anything_in.format(package=f"`bnlib.{p}`") for p in c["BNLIB_PACKAGES"]]
     bnlib += [f"`bnlib.{m}.{f}`" for m, fs in c["BNLIB_FUNCTIONS"].items() for f in fs]
-    torch_functions = _listing(f"`{f}`" for f in c["NORM_FUNCTIONS"])
-    torch_modules = _listing(f"`torch.nn.modules.{m}`" for m in c["NORM_MODULES"])
-    flags = _listing((f"`sys.{name}`" for name in sorted(_RED_FLAGS)), "or")
-    return (
-        "Write each graded function yourself: a graded function (or class) that calls or "
-        "subclasses a reference implementation scores 0 for that task. The reference "
-        f"implementations: {_listing(bnlib)}; `torch.nn.functional`'s {torch_functions}; the "
-        f"norm layers of {torch_modules} (unless the task passes one in); and the course's "
-        f'solutions. A notebook with "{_SOLUTIONS}" in a string of its code, or that uses '
-        f"{flags}, scores 0 for every task."
+    return gettext(_POLICY, language).format(
+        references=_listing(bnlib, "and", language),
+        torch_functions=_listing((f"`{f}`" for f in c["NORM_FUNCTIONS"]), "and", language),
+        torch_modules=_listing(
+            (f"`torch.nn.modules.{m}`" for m in c["NORM_MODULES"]), "and", language
+        ),
+        solutions=_SOLUTIONS,
+        red_flags=_listing((f"`sys.{name}`" for name in sorted(_RED_FLAGS)), "or", language),
     )
 
 
-POLICY = _policy(_AGENT_SOURCE)
+POLICY = policy("en")  # the grader's reports are in English
 
 
 # --- finding and reading notebooks ---------------------------------------------------------------
