@@ -67,13 +67,13 @@ def test_no_run_specific_metadata(notebook):
 
 
 def test_start_page_says_how_to_install_where_the_chinese_is_and_how_to_see_it():
-    """One install line, one Traditional Chinese line for Chinese-speaking learners (lesson 6 is
-    bilingual, a Chinese edition is planned), and the CJK font hint, the same as the README's."""
+    """One install line, one Traditional Chinese line for Chinese-speaking learners pointing to
+    the zh-TW edition, and the CJK font hint, the same as the README's."""
     start = _markdown(ROOT / "notebooks" / "00_start_here.ipynb")
     assert "`make lab`" in start, "the start page does not say how to install and open"
     chinese = [line for line in start.splitlines() if re.search(r"[\u4e00-\u9fff]{10}", line)]
-    assert any("(06_exam_review.ipynb)" in line for line in chinese), (
-        "no Chinese line pointing Chinese-speaking learners to lesson 6"
+    assert any("(zh-TW/00_start_here.ipynb)" in line for line in chinese), (
+        "no Chinese line pointing Chinese-speaking learners to the zh-TW edition"
     )
     font = "apt install fonts-noto-cjk"
     assert font in start, "the start page gives no CJK font hint"
