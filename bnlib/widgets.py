@@ -46,6 +46,17 @@ DPI = 80  # the PNG is shown 1:1 (CSS px = PNG px), 80 px per figure inch like t
 # --- shared by the explorers: a figure shown as an ipywidgets Image -----------------------
 
 
+_LIST = N_("{first}, {second}")  # a list of short items, "15, 50, 85" in English
+
+
+def _join(items):
+    """The strings `items` as one list, "a, b, c" in English, the separator translated."""
+    follow, text = _(_LIST), None
+    for item in items:
+        text = item if text is None else follow.format(first=text, second=item)
+    return text or ""
+
+
 def _png(figure):
     """PNG bytes of a Figure drawn on its Agg canvas (fast: RGB, low compression)."""
     from PIL import Image
@@ -524,7 +535,11 @@ def batch_noise_explorer(seed=0):
 
 # --- lesson 3: inside training (layer distributions, learning rates) -----------------------------
 
-__all__ += ["LayerDistributionViewer", "LearningRateSelector"]
+__all__ += ["MODEL_LABELS", "LayerDistributionViewer", "LearningRateSelector"]
+
+# The names lesson 3 gives its models, marked here for the catalogue (a code cell's strings are
+# not extracted): the widgets below translate the model labels they show, whatever the caller's
+MODEL_LABELS = (N_("without BN"), N_("with BN"), N_("noisy BN"))
 
 
 class LayerDistributionViewer(_PngWidget):
@@ -536,7 +551,8 @@ class LayerDistributionViewer(_PngWidget):
     the figure says which share of the batch is off the axis on each side.
 
     traces: {model label: bnlib.hooks.Trace} recorded by trace_training with the same layers and
-    keep_every. Everything is precomputed; a redraw swaps the histogram's data.
+    keep_every; the labels are English (e.g. MODEL_LABELS), translated where shown. Everything
+    is precomputed; a redraw swaps the histogram's data.
     CSS classes: `bnlib-layer-viewer`, `bnlib-layer`, `bnlib-model`, `bnlib-slider-step`,
     `bnlib-layer-figure`, its caption `bnlib-figure-caption`.
     """
@@ -558,8 +574,9 @@ class LayerDistributionViewer(_PngWidget):
             value=self.layer_names[-1],
             description=_("layer"),
         ).add_class("bnlib-layer")
-        # the model labels are the caller's (the notebook shows them in its own language)
-        self.model = w.ToggleButtons(options=list(self.traces), description=_("model"))
+        self.model = w.ToggleButtons(  # labels translated, values the traces' keys
+            options=[(_(label), label) for label in self.traces], description=_("model")
+        )
         self.model.add_class("bnlib-model")
         self.step = w.SelectionSlider(
             options=[int(s) for s in first.snapshot_steps],
@@ -593,14 +610,14 @@ class LayerDistributionViewer(_PngWidget):
         pct = np.percentile(self.values(), trace.q)
         return (
             _(
-                "Layer distribution viewer: {model}, {layer}, step {step}: percentiles {q} of the "
-                "inputs = {values}."
+                "Layer distribution viewer: {model}, {layer}, step {step}: percentiles ({q}) of "
+                "the inputs = {values}."
             ).format(
-                model=self.model.value,
+                model=_(self.model.value),
                 layer=self.layer.label,
                 step=self.step.value,
-                q=trace.q,
-                values=", ".join(f"{p:.2f}" for p in pct),
+                q=_join(map(str, trace.q)),
+                values=_join(f"{p:.2f}" for p in pct),
             )
             + "\n"
             + _("(Run the notebook in Jupyter to change layer, model and step.)")
@@ -611,10 +628,10 @@ class LayerDistributionViewer(_PngWidget):
         trace = self.traces[self.model.value]
         edges, values = self.edges[self.layer.value], self.values().ravel()
         text = _("{model}, {layer}, step {step}. Dotted lines: the {q} percentiles.").format(
-            model=self.model.value,
+            model=_(self.model.value),
             layer=self.layer.label,
             step=self.step.value,
-            q=", ".join(map(str, trace.q)),
+            q=_join(map(str, trace.q)),
         )
         below, above = np.mean(values < edges[0]), np.mean(values > edges[-1])
         if below or above:
@@ -640,8 +657,8 @@ class LayerDistributionViewer(_PngWidget):
 class LearningRateSelector(_PngWidget):
     """A learning-rate slider over precomputed runs: test accuracy against training steps, one
     line per model kind. runs: {(kind, lr): History} as returned by bnlib.train.lr_sweep;
-    labels: {kind: the name shown for it}, in the notebook's language (the legend is HTML, in
-    the caption line under the figure, so any script shows).
+    labels: {kind: the name shown for it}, English (e.g. MODEL_LABELS), translated where shown
+    (the legend is HTML, in the caption line under the figure, so any script shows).
     CSS classes: `bnlib-lr-selector`, `bnlib-slider-lr`, `bnlib-lr-figure`, its caption
     `bnlib-figure-caption`.
     """
@@ -676,8 +693,8 @@ class LearningRateSelector(_PngWidget):
 
     def summary(self):
         lr = self.lr.value
-        finals = ", ".join(
-            f"{self.labels[k]} {self.runs[k, lr].final_test_acc:.3f}" for k in self.kinds
+        finals = _join(
+            f"{_(self.labels[k])} {self.runs[k, lr].final_test_acc:.3f}" for k in self.kinds
         )
         last = max(self.runs[k, lr].steps[-1] for k in self.kinds)
         return (
@@ -693,7 +710,7 @@ class LearningRateSelector(_PngWidget):
         return _("Learning rate {lr:g}. Dotted: chance (10%).").format(lr=self.lr.value)
 
     def caption_legend(self):
-        return [(line.get_color(), self.labels[k]) for k, line in self.lines.items()]
+        return [(line.get_color(), _(self.labels[k])) for k, line in self.lines.items()]
 
     def render(self):
         """Redraw for the current learning rate; returns PNG bytes."""

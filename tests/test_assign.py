@@ -261,7 +261,9 @@ def test_a_zh_tw_exercise_states_the_policy_in_chinese(course, fake_zh):
     nb.metadata["bnlib"]["language"] = "zh-TW"
     cell = make_exercise(nb, "zh").cells[1]
     assert cell.id == "grading-policy"
-    assert cell.source.startswith("**評分方式**：甲：`bnlib.") and "How" not in cell.source
+    # wrapped as bnlib.translate wraps the edition's translated cells, so it carries its language
+    assert cell.source.startswith('<div lang="zh-Hant-TW">\n\n**評分方式**：甲：`bnlib.')
+    assert cell.source.endswith("\n\n</div>") and "How" not in cell.source
     assert (
         " and " not in cell.source and " or " not in cell.source and "anything" not in cell.source
     )
@@ -318,7 +320,8 @@ def test_the_zh_tw_solutions_say_they_are_chinese(fake_zh):
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         assert nb.metadata["bnlib"]["language"] == "zh-TW", path.name
-        assert make_exercise(nb, path.name).cells[1].source.startswith("**評分方式**："), path.name
+        source = make_exercise(nb, path.name).cells[1].source
+        assert source.startswith('<div lang="zh-Hant-TW">\n\n**評分方式**：'), path.name
 
 
 # --- the real course -----------------------------------------------------------------------------

@@ -238,6 +238,42 @@ def test_a_dx_that_an_all_ones_dout_would_accept_fails():
     result = check_batchnorm_backward(forward, zeros)
     assert not result.passed and result.score == 0.0
     assert "dx differs from the reference" in result.feedback
+    # named as what it is, not as a missing eps (a backward without eps gives dx = 0 at N=2 too)
+    assert "Likely mistake: dx is zero everywhere: only a constant dout" in result.feedback
+    assert "eps" not in result.feedback.split("First failing")[0], result.feedback
+
+
+def _no_eps_forward(x, gamma, beta, eps=1e-5):
+    out, (xc, std, xhat, g) = forward(x, gamma, beta, eps)
+    return out, (xc, (xc**2).mean(axis=0), std, xhat, g)  # var without eps, for the backward
+
+
+def _backward_without_eps(dout, cache):  # eps left out everywhere: xhat and std from var alone
+    xc, var, _, xhat_eps, gamma = cache
+    N = dout.shape[0]
+    with np.errstate(all="ignore"):  # the constant feature: 0 / 0
+        std = np.sqrt(var)
+        xhat, dxhat = xc / std, dout * gamma
+        dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (N * std)
+    return dx, (dout * xhat_eps).sum(axis=0), dout.sum(axis=0)
+
+
+def _backward_without_eps_in_dvar(dout, cache):  # staged: eps left out of dvar only
+    xc, var, std, xhat, gamma = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    with np.errstate(all="ignore"):
+        dvar = -0.5 * (dxhat * xc).sum(axis=0) * var**-1.5
+    dxc = dxhat / std + 2 * xc * dvar / N
+    return dxc - dxc.mean(axis=0), (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+@pytest.mark.parametrize("backward", [_backward_without_eps, _backward_without_eps_in_dvar])
+def test_a_backward_without_eps_is_named_as_such_not_as_zero(backward):
+    result = check_batchnorm_backward(_no_eps_forward, backward)
+    assert not result.passed
+    assert "Likely mistake: dx: eps is missing in the backward pass" in result.feedback
+    assert "zero everywhere" not in result.feedback and "float32" not in result.feedback
 
 
 # --- broken code never makes a check raise -------------------------------------------------------
@@ -671,6 +707,13 @@ def test_spatial_backward_other_mistakes_are_named():
     assert "dbeta has shape (" in result.feedback
     result = check_spatial_batchnorm_backward(_axes_forward((0, 2, 3), ddof=1), unbiased)
     assert not result.passed, result.feedback
+
+    def zeros(dout, cache):
+        _, dgamma, dbeta = spatial_backward(dout, cache)
+        return np.zeros_like(dout), dgamma, dbeta
+
+    result = check_spatial_batchnorm_backward(spatial_forward, zeros)
+    assert not result.passed and "Likely mistake: dx is zero everywhere" in result.feedback
 
 
 def test_spatial_checks_fail_cleanly_on_broken_code():

@@ -203,6 +203,7 @@ def test_each_rmsnorm_mistake_is_named(variant, mistake):
         ("no_gamma", "dx", 3),
         ("r_no_eps", "dx", 4),
         ("no_eps", "dx", 5),
+        ("r_path_no_eps", "dx", 6),
         ("dgamma_mean", "dgamma", 0),
         ("dgamma_x", "dgamma", 1),
         ("dgamma_dout", "dgamma", 2),
@@ -222,6 +223,45 @@ def test_each_rmsnorm_backward_mistake_is_named(variant, output, index):
     assert "float32" not in result.feedback, result.feedback
 
 
+def test_eps_left_out_of_the_path_through_r_only_is_named():
+    # written out as a learner would: r**2 = ms + eps, dms = sum(dxhat * x) * d(1/r)/dms, with
+    # the eps forgotten in that derivative only
+    def forward(x, gamma, eps=1e-5):
+        r = np.sqrt((x**2).mean(axis=1, keepdims=True) + eps)
+        return x / r * gamma, (x, gamma, r)
+
+    def backward(dout, cache):
+        x, gamma, r = cache
+        ms, dxhat = (x**2).mean(axis=1, keepdims=True), dout * gamma
+        dms = -0.5 * (dxhat * x).sum(axis=1, keepdims=True) * ms**-1.5
+        return dxhat / r + dms * 2 * x / x.shape[1], (dout * x / r).sum(axis=0)
+
+    result = check_rmsnorm_backward(forward, backward)
+    assert not result.passed and "Likely mistake: dx divides by sqrt(mean(x**2)) without eps" in (
+        result.feedback
+    ), result.feedback
+
+
+def test_eps_left_out_of_the_path_through_var_only_is_named_in_layer_norm():
+    def forward(x, gamma, beta, eps=1e-5):
+        xc = x - x.mean(axis=1, keepdims=True)
+        var = (xc**2).mean(axis=1, keepdims=True)
+        return gamma * xc / np.sqrt(var + eps) + beta, (xc, var, np.sqrt(var + eps), gamma)
+
+    def backward(dout, cache):  # staged, the eps forgotten in dvar
+        xc, var, std, gamma = cache
+        dxhat = dout * gamma
+        dvar = -0.5 * (dxhat * xc).sum(axis=1, keepdims=True) * var**-1.5
+        dxc = dxhat / std + 2 * xc * dvar / xc.shape[1]
+        dx = dxc - dxc.mean(axis=1, keepdims=True)
+        return dx, (dout * xc / std).sum(axis=0), dout.sum(axis=0)
+
+    result = check_layernorm_backward(forward, backward)
+    assert not result.passed and "Likely mistake: dx divides by sqrt(var) without eps" in (
+        result.feedback
+    ), result.feedback
+
+
 def test_rmsnorm_backward_names_a_broken_forward():
     def forward(x, gamma, eps=1e-5):
         return rmsnorm_reference(x, gamma, eps, variant="layer"), (x, gamma, eps)
@@ -238,6 +278,7 @@ def test_rmsnorm_backward_names_a_broken_forward():
         ("no_gamma", "dx", 2),
         ("std_no_eps", "dx", 3),
         ("no_eps", "dx", 4),
+        ("var_path_no_eps", "dx", 5),
         ("params_axis1", "dgamma", 0),
         ("params_mean", "dbeta", 1),
     ],

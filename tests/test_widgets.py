@@ -15,6 +15,7 @@ from bnlib.hooks import trace_training
 from bnlib.train import lr_sweep, mlp
 from bnlib.widgets import (
     BATCH_SIZES,
+    MODEL_LABELS,
     BatchNoiseExplorer,
     LayerDistributionViewer,
     LearningRateSelector,
@@ -231,13 +232,13 @@ def _texts(widget):
 
 def test_every_word_a_widget_shows_goes_through_the_translation(monkeypatch, lesson3_inputs):
     """Under a pseudo-catalogue every text with words is bracketed: the widgets translate their
-    labels when they are built and their captions when they redraw, not at import time. Numbers,
-    symbols, BN/LN/IN/GN and the caller's own labels (the notebook's language) stay as they are.
+    labels when they are built and their captions when they redraw, not at import time, the
+    caller's model labels included. Numbers, symbols and BN/LN/IN/GN stay as they are.
     """
     from bnlib import i18n
 
     monkeypatch.setattr(i18n, "_translations", lambda language: _Pseudo())
-    callers = {"model none", "model bn", "label none", "label bn", "BN", "LN", "IN", "GN"}
+    callers = {"BN", "LN", "IN", "GN"}
     names = ("Batch Norm", "Layer Norm", "Instance Norm", "Group Norm")  # lesson 5's caption
     for name, explorer in _all_widgets(lesson3_inputs).items():
         texts = _texts(explorer.widget)
@@ -266,3 +267,44 @@ def test_lesson3_captions_follow_the_controls(lesson3_inputs):
         assert line.get_color() in caption
     bundle = selector._repr_mimebundle_()
     assert base64.b64encode(selector.image.value).decode() in bundle["text/html"]
+
+
+def test_lesson3_model_labels_and_lists_show_in_the_notebooks_language(monkeypatch, lesson3_inputs):
+    """Lesson 3 passes English model labels (a code cell's strings stay English in the zh-TW
+    edition): the widgets translate them where shown, and join their lists with the catalogue's
+    separator; in English the text is as before."""
+    from bnlib import i18n
+
+    traces, runs = lesson3_inputs
+    without, with_bn = MODEL_LABELS[:2]
+    traces = {without: traces["model none"], with_bn: traces["model bn"]}
+    labels = {"none": without, "bn": with_bn}
+
+    viewer, selector = LayerDistributionViewer(traces), LearningRateSelector(runs, labels=labels)
+    summary = viewer.summary()
+    assert summary.startswith("Layer distribution viewer: without BN, layer 2, step 16: ")
+    assert "percentiles (15, 50, 85) of the inputs = " in summary
+    assert "the 15, 50, 85 percentiles" in viewer.caption.value
+    finals = selector.summary().split("(step 10): ")[1].split(".\n")[0]
+    assert re.fullmatch(r"without BN 0\.\d{3}, with BN 0\.\d{3}", finals), finals
+
+    fake = {without: "甲", with_bn: "乙", "{first}, {second}": "{first}、{second}"}
+    monkeypatch.setattr(i18n, "_translations", lambda language: fake)
+    viewer, selector = LayerDistributionViewer(traces), LearningRateSelector(runs, labels=labels)
+    assert viewer.model._options_labels == ("甲", "乙")
+    assert viewer.model.value == without  # the values stay the traces' keys
+    assert "甲" in viewer.summary() and "(15、50、85)" in viewer.summary()
+    assert viewer.summary().count("、") == 4  # the percentiles, then their values
+    viewer.model.value = with_bn
+    assert "乙" in viewer.caption.value and "15、50、85" in viewer.caption.value
+    finals = selector.summary().split("(step 10): ")[1].split(".\n")[0]
+    assert re.fullmatch(r"甲 0\.\d{3}、乙 0\.\d{3}", finals), finals
+    assert "BN" not in re.sub(r"<[^>]*>", "", selector.caption.value), selector.caption.value
+
+
+def test_the_model_labels_are_in_the_catalogue():
+    from bnlib import translate
+
+    messages, _ = translate.runtime_messages()
+    for label in MODEL_LABELS:
+        assert "bnlib/widgets.py" in messages.get(label, []), label

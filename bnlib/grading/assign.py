@@ -7,7 +7,8 @@ For each solutions/exNN_*.ipynb, exercises/ gets the same notebook with
 - outputs, execution counts and execution timings cleared;
 - a markdown cell after the title stating the grading policy (`bnlib.grading.grade.policy`), in
   the notebook's language: English, or Chinese when its metadata `bnlib.language` is "zh-TW"
-  (the zh-TW solutions', written by bnlib.translate), from the catalogue of `bnlib.i18n`;
+  (the zh-TW solutions', written by bnlib.translate), from the catalogue of `bnlib.i18n`; a
+  Chinese one wrapped in `<div lang="zh-Hant-TW">` as bnlib.translate wraps translated cells;
 - notebook metadata `bnlib.exercise` kept, and `bnlib.cells_sha256` recording a hash of the
   generated cells' types and sources.
 
@@ -35,6 +36,7 @@ from pathlib import Path
 import nbformat
 
 from bnlib.i18n import LANGUAGES, N_, gettext
+from bnlib.translate import wrap_language
 
 __all__ = [
     "BEGIN",
@@ -121,6 +123,8 @@ def make_exercise(solution, name="notebook"):
         known = ", ".join(sorted(LANGUAGES))
         raise AssignError(f"{name}: metadata bnlib.language is {language!r}, not one of {known}")
     text = gettext(POLICY_CELL, language).format(policy=policy(language))
+    if language != "en":  # the language tag the edition's other markdown cells carry
+        text = wrap_language(text)
     graded = nbformat.v4.new_markdown_cell(text)
     graded["id"] = "grading-policy"
     nb.cells = cells[:1] + [graded] + cells[1:]  # after the title cell, in every exercise

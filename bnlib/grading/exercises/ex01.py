@@ -319,6 +319,26 @@ def _var_as_std(x, gamma, dout, eps, staged, with_eps):
     return dxc - dxc.mean(axis=0)
 
 
+def _dx_var_path_no_eps(x, gamma, dout, eps):
+    """dx when eps is left out of the path through var only, as in a staged backward with
+    dvar = -0.5 * sum(dxhat * xc) * var**-1.5 (the direct path divides by sqrt(var + eps))."""
+    xc = x - x.mean(axis=0)
+    var = (xc**2).mean(axis=0)
+    dxhat = dout * gamma
+    direct = (dxhat - dxhat.mean(axis=0)) / np.sqrt(var + eps)
+    return direct - xc * (dxhat * xc).mean(axis=0) / var**1.5
+
+
+_DX_NO_EPS = N_(
+    "dx: eps is missing in the backward pass; use 1 / sqrt(var + eps) as in the forward pass"
+)
+# NB: after the no-eps mistakes, so that a tie (the N=2 case, where a backward without eps gives
+# dx = 0 too) goes to them; all-zero code matches this one on every case, and wins on the count
+_DX_ZERO = N_(
+    "dx is zero everywhere: only a constant dout gives that; carry the gradient back through the "
+    "graph to x"
+)
+
 DX_MISTAKES = [
     Mistake(
         N_(
@@ -366,13 +386,9 @@ DX_MISTAKES = [
         ),
         lambda x, g, d, eps: _dx(x, g, d, eps, n=1),
     ),
-    Mistake(
-        N_(
-            "dx: eps is missing in the backward pass; use 1 / sqrt(var + eps) as in the forward "
-            "pass"
-        ),
-        lambda x, g, d, eps: _dx(x, g, d, 0.0),
-    ),
+    Mistake(_DX_NO_EPS, lambda x, g, d, eps: _dx(x, g, d, 0.0)),
+    Mistake(_DX_NO_EPS, _dx_var_path_no_eps),
+    Mistake(_DX_ZERO, lambda x, g, d, eps: np.zeros_like(x)),
     *(
         Mistake(
             _VAR_AS_STD, lambda x, g, d, eps, s=staged, e=with_eps: _var_as_std(x, g, d, eps, s, e)
@@ -551,6 +567,7 @@ SPATIAL_DX_MISTAKES = [
         N_("dx: mu and var were treated as constants: add the paths through them"),
         lambda x, g, d, e: d * _per_channel(g) / np.sqrt(x.var(axis=_NHW, keepdims=True) + e),
     ),
+    Mistake(_DX_ZERO, lambda x, g, d, e: np.zeros_like(x)),
 ]
 _SP_PARAMS_N_ONLY = N_(
     "dgamma and dbeta summed over N only: gamma and beta are shared by every sample AND position "

@@ -254,6 +254,11 @@ def layernorm_backward_reference(x, gamma, dout, eps=1e-5, *, variant=None):
         dx = dx * std / np.sqrt(x.var(axis=1, keepdims=True))
     if v == "constant_stats":  # the mean and variance treated as constants
         dx = dout * gamma / std
+    if v == "var_path_no_eps":  # eps left out of the path through var only: var**-1.5 in dvar
+        xc, dxhat = x - x.mean(axis=1, keepdims=True), dout * gamma
+        var = x.var(axis=1, keepdims=True)
+        direct = (dxhat - dxhat.mean(axis=1, keepdims=True)) / std
+        dx = direct - xc * (dxhat * xc).mean(axis=1, keepdims=True) / var**1.5
     if v == "params_axis1":
         dgamma, dbeta = (dout * xhat).sum(axis=1), dout.sum(axis=1)
     if v == "params_mean":
@@ -293,6 +298,7 @@ LAYERNORM_BACKWARD_MISTAKES = {
         Mistake(_NO_GAMMA, _lnb("no_gamma", 0)),
         Mistake(_LN_NO_EPS, _lnb("std_no_eps", 0)),
         Mistake(_LN_NO_EPS, _lnb("no_eps", 0)),
+        Mistake(_LN_NO_EPS, _lnb("var_path_no_eps", 0)),
     ],
     "dgamma": [Mistake(_AXIS1, _lnb("params_axis1", 1)), Mistake(_MEAN, _lnb("params_mean", 1))],
     "dbeta": [Mistake(_AXIS1, _lnb("params_axis1", 2)), Mistake(_MEAN, _lnb("params_mean", 2))],
@@ -528,6 +534,9 @@ def rmsnorm_backward_reference(x, gamma, dout, eps=1e-5, *, variant=None):
         dx = (dxhat - xhat * proj) / r
     if v == "r_no_eps":  # xhat from the forward (with eps), but divided by sqrt(mean(x**2))
         dx = dx * r / np.sqrt((x**2).mean(axis=1, keepdims=True))
+    if v == "r_path_no_eps":  # eps left out of the path through r only: mean(x**2)**-1.5 there
+        ms = (x**2).mean(axis=1, keepdims=True)
+        dx = dxhat / r - x * (dxhat * x).mean(axis=1, keepdims=True) / ms**1.5
     if v == "dgamma_mean":
         dgamma = (dout * xhat).mean(axis=0)
     elif v == "dgamma_x":
@@ -570,6 +579,7 @@ RMSNORM_BACKWARD_MISTAKES = {
         Mistake(N_("dx misses gamma: backpropagate dxhat = dout * gamma"), _rmsb("no_gamma", 0)),
         Mistake(_RMS_NO_EPS, _rmsb("r_no_eps", 0)),
         Mistake(_RMS_NO_EPS, _rmsb("no_eps", 0)),
+        Mistake(_RMS_NO_EPS, _rmsb("r_path_no_eps", 0)),
     ],
     "dgamma": [
         Mistake(
