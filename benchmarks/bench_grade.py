@@ -47,11 +47,13 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5):
     return _forward(x, gamma, beta, eps)
 """
 
+# (kind, share of the class, expected score out of exercise 1's five tasks; the unbiased
+# forward also fails the spatial forward, which the solution builds on it)
 KINDS = [
-    ("solution", 0.4, 3.0),
+    ("solution", 0.4, 5.0),
     ("untouched", 0.3, 0.0),
-    ("unbiased", 0.2, 2.0),
-    ("debug", 0.1, 3.0),
+    ("unbiased", 0.2, 3.0),
+    ("debug", 0.1, 5.0),
 ]
 
 
