@@ -81,15 +81,18 @@ def test_s1_without_bn_test_accuracy_stays_near_chance_for_300_steps(fig1):
 
 def test_s3_bn_tolerates_10_times_the_learning_rate(sweep):
     """On the grid (steps of about 3x): BN's largest working rate is 1 (1 works, 3 fails), the
-    plain network's 0.1 (0.1 works, 0.3 already fails, though its accuracy there varies much with
-    the seed and the CPU)."""
+    plain network's 0.1 or 0.3 (0.1 works; 0.3 fails in most seeds, at an accuracy that varies
+    much with the seed and the CPU)."""
     largest = {k: [L.largest_working_lr(sweep[s], k) for s in SEEDS] for k in ("none", "bn")}
     ratios = np.divide(largest["bn"], largest["none"])
-    record("lesson 3 §3", "largest working lr: BN / no BN > 9.9 (10 on the grid)", ratios, 9.9)
+    # 10 on this machine's kernels in every seed, but 3.3 for seed 1 under avx2: no BN just works
+    # at 0.3 there. The text says "3 to 10 times".
+    record("lesson 3 §3", "largest working lr: BN / no BN > 2.9 (3.3 on the grid)", ratios, 2.9)
     record("lesson 3 §3", "largest working lr: BN / no BN < 10.1", ratios, 10.1, above=False)
     at = {lr: [L.end_accuracy(sweep[s]["none", lr]) for s in SEEDS] for lr in (0.1, 0.3)}
     record("lesson 3 §3", "no BN: lr 0.1 works (end accuracy)", at[0.1], L.WORKS)
-    record("lesson 3 §3", "no BN: lr 0.3 fails (end accuracy)", at[0.3], L.WORKS, above=False)
+    fails = sum(a < L.WORKS for a in at[0.3])
+    record("lesson 3 §3", "no BN: lr 0.3 fails in most seeds (seeds failing)", [fails], 2.5)
     at1 = {k: [L.end_accuracy(sweep[s][k, 1.0]) for s in SEEDS] for k in ("none", "bn")}
     record("lesson 3 §3", "lr 1: BN works (end accuracy)", at1["bn"], L.WORKS)
     record("lesson 3 §3", "lr 1: no BN fails (end accuracy < 0.5)", at1["none"], 0.5, above=False)
